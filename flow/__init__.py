@@ -1,0 +1,1 @@
+"""A2Q -> FINN flow: accumulator math, export, FINN build steps, reports."""

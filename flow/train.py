@@ -1,0 +1,211 @@
+"""Training and evaluation of registry models, with the A2Q regularizer and resumable checkpoints.
+
+The regularizer follows the A2Q paper and Brevitas' reference recipe: for every accumulator-aware
+pre-scaling module, ``lambda * sum(relu(g - T * s))`` pushes the learned norm ``g`` under the
+l1 budget ``T * s`` instead of relying on the hard clamp alone.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from brevitas.core.scaling.pre_scaling import AccumulatorAwareParameterPreScaling
+from torch import nn
+
+from flow.errors import FlowError
+
+CHECKPOINT_FORMAT = 1
+
+
+def load_dataset(name: str, data_dir: str | None, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs and targets of a named data set split as tensors (whole split in memory)."""
+    if name == "binary-mnist":
+        from flow.data import load_binary_mnist
+
+        features, labels = load_binary_mnist(data_dir, split)
+        return torch.from_numpy(features), torch.from_numpy(labels)
+    raise FlowError(f"unknown data set {name!r}; valid: binary-mnist")
+
+
+class A2QRegularizer:
+    """Collects ``sum(relu(g - T*s))`` over all A2Q/A2Q+ pre-scaling modules during a forward pass."""
+
+    def __init__(self, model: nn.Module):
+        self.penalty = torch.zeros(())
+        self._hooks = [
+            module.register_forward_hook(self._hook)
+            for module in model.modules()
+            if isinstance(module, AccumulatorAwareParameterPreScaling)
+        ]
+
+    @property
+    def active(self) -> bool:
+        return bool(self._hooks)
+
+    def _hook(self, module, inputs, output):
+        weights, input_bit_width, input_is_signed = inputs
+        scale = module.scaling_impl(weights)
+        norm = module.restrict_clamp_scaling(module.value)
+        budget = module.calc_max_l1_norm(input_bit_width, input_is_signed)
+        self.penalty = self.penalty + torch.relu(norm - budget * scale).sum()
+
+    def pop(self) -> torch.Tensor:
+        penalty, self.penalty = self.penalty, torch.zeros(())
+        return penalty
+
+    def remove(self):
+        for hook in self._hooks:
+            hook.remove()
+
+
+@torch.no_grad()
+def evaluate_top1(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, device: str = "cpu", batch_size: int = 1000) -> float:
+    """Top-1 accuracy in [0, 1] of ``model`` on a classification split."""
+    model.eval()
+    correct = 0
+    for start in range(0, len(inputs), batch_size):
+        logits = model(inputs[start : start + batch_size].to(device))
+        logits = logits.value if hasattr(logits, "value") else logits
+        correct += int((logits.argmax(1).cpu() == targets[start : start + batch_size]).sum())
+    return correct / len(inputs)
+
+
+def save_checkpoint(path: Path, payload: dict):
+    """Write atomically, so an interrupted save never leaves a half-written checkpoint."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+
+
+def load_checkpoint(path: Path) -> dict:
+    """Read a checkpoint written by :func:`save_checkpoint`; a clear error if it is not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise FlowError(f"checkpoint {path} does not exist")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # torch raises many types for a damaged file
+        raise FlowError(f"checkpoint {path} is corrupt or not a checkpoint of this flow: {err}") from err
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT or "state_dict" not in payload:
+        raise FlowError(f"checkpoint {path} is not a checkpoint of this flow (missing format/state_dict)")
+    return payload
+
+
+def model_identity(spec, quantizer: str, acc_bits, weight_bits: int, act_bits: int, width: float) -> dict:
+    return {
+        "model": spec.name,
+        "quantizer": quantizer,
+        "acc_bits": acc_bits,
+        "weight_bits": weight_bits,
+        "act_bits": act_bits,
+        "width": width,
+    }
+
+
+def check_identity(payload: dict, identity: dict, path: Path):
+    stored = {k: payload.get(k) for k in identity}
+    if stored != identity:
+        diff = ", ".join(f"{k}: checkpoint {stored[k]!r} vs requested {identity[k]!r}" for k in identity if stored[k] != identity[k])
+        raise FlowError(f"checkpoint {path} was trained for another configuration ({diff})")
+
+
+def train_classifier(
+    spec,
+    model: nn.Module,
+    identity: dict,
+    checkpoint_path: Path,
+    data_dir: str | None = None,
+    epochs: int | None = None,
+    device: str = "cpu",
+    seed: int = 0,
+    max_steps_per_epoch: int | None = None,
+    log=print,
+) -> dict:
+    """Train ``model`` with ``spec.recipe``; resumes from ``checkpoint_path`` if it holds fewer epochs.
+
+    Writes the checkpoint after every epoch and returns the metrics dict (``test_top1`` in [0, 1]).
+    """
+    recipe = dict(spec.recipe)
+    epochs = recipe["epochs"] if epochs is None else epochs
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    train_x, train_y = load_dataset(spec.dataset, data_dir, "train")
+    test_x, test_y = load_dataset(spec.dataset, data_dir, "test")
+    model.to(device)
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    if recipe["optimizer"] == "adam":
+        optimizer = torch.optim.Adam(params, lr=recipe["lr"], weight_decay=recipe["weight_decay"])
+    elif recipe["optimizer"] == "sgd":
+        optimizer = torch.optim.SGD(params, lr=recipe["lr"], momentum=0.9, weight_decay=recipe["weight_decay"])
+    else:
+        raise FlowError(f"recipe of {spec.name} names unknown optimizer {recipe['optimizer']!r}; valid: adam, sgd")
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=recipe["lr_step_epochs"], gamma=recipe["lr_gamma"])
+
+    start_epoch, history = 0, []
+    if checkpoint_path.is_file():
+        payload = load_checkpoint(checkpoint_path)
+        check_identity(payload, identity, checkpoint_path)
+        model.load_state_dict(payload["state_dict"])
+        if "optimizer" in payload:
+            optimizer.load_state_dict(payload["optimizer"])
+            scheduler.load_state_dict(payload["scheduler"])
+        start_epoch, history = payload["epoch"], payload.get("history", [])
+        log(f"[train] resuming {checkpoint_path.name} after epoch {start_epoch}/{epochs}")
+
+    regularizer = A2QRegularizer(model)
+    loss_fn = nn.CrossEntropyLoss()
+    batch_size = recipe["batch_size"]
+    steps = math.ceil(len(train_x) / batch_size)
+    if max_steps_per_epoch:
+        steps = min(steps, max_steps_per_epoch)
+    generator = torch.Generator().manual_seed(seed)
+    for epoch in range(start_epoch, epochs):
+        model.train()
+        order = torch.randperm(len(train_x), generator=generator)
+        t0, loss_sum, reg_sum = time.time(), 0.0, 0.0
+        for step in range(steps):
+            idx = order[step * batch_size : (step + 1) * batch_size]
+            logits = model(train_x[idx].to(device))
+            loss = loss_fn(logits, train_y[idx].to(device))
+            penalty = regularizer.pop()
+            total = loss + recipe["reg_lambda"] * penalty
+            optimizer.zero_grad()
+            total.backward()
+            optimizer.step()
+            loss_sum += float(loss)
+            reg_sum += float(penalty)
+            if (step + 1) % max(1, steps // 5) == 0 or step + 1 == steps:
+                log(f"[train] epoch {epoch + 1}/{epochs} step {step + 1}/{steps} loss {loss_sum / (step + 1):.4f} "
+                    f"a2q_penalty {reg_sum / (step + 1):.4g} ({time.time() - t0:.1f} s)")
+        scheduler.step()
+        top1 = evaluate_top1(model, test_x, test_y, device)
+        history.append({"epoch": epoch + 1, "train_loss": loss_sum / steps, "test_top1": top1})
+        log(f"[train] epoch {epoch + 1}/{epochs} test top-1 {100 * top1:.2f}%")
+        save_checkpoint(
+            checkpoint_path,
+            {
+                "format": CHECKPOINT_FORMAT,
+                **identity,
+                "state_dict": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "epoch": epoch + 1,
+                "history": history,
+                "metrics": {"test_top1": top1},
+                "seed": seed,
+            },
+        )
+    regularizer.remove()
+    model.cpu().eval()
+    if not history:
+        raise FlowError(f"no epoch was trained (epochs={epochs}, checkpoint at epoch {start_epoch})")
+    metrics = {"test_top1": history[-1]["test_top1"], "epochs": history[-1]["epoch"]}
+    (checkpoint_path.with_suffix(".metrics.json")).write_text(json.dumps({**identity, **metrics, "history": history}, indent=2))
+    return metrics

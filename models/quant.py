@@ -1,0 +1,79 @@
+"""Quantizer choice for Brevitas layers: ``baseline``, ``a2q`` (A2Q) or ``a2q+`` (A2Q+).
+
+``weight_kwargs(quantizer, weight_bits, acc_bits)`` returns the keyword arguments of a Brevitas
+``QuantConv2d``/``QuantLinear`` for that choice; activation quantizers are shared by all choices.
+"""
+
+from __future__ import annotations
+
+from brevitas.core.scaling import ScalingImplType
+from brevitas.quant import (
+    Int8AccumulatorAwareWeightQuant,
+    Int8AccumulatorAwareZeroCenterWeightQuant,
+    Int8ActPerTensorFloat,
+    Int8WeightPerChannelFloat,
+    Uint8ActPerTensorFloat,
+)
+
+from flow.errors import FlowError
+
+QUANTIZERS = ("baseline", "a2q", "a2q+")
+SCALING_MIN_VAL = 1e-8
+
+
+class A2QWeightQuant(Int8AccumulatorAwareWeightQuant):
+    """A2Q: per-channel l1 budget from the target accumulator width P (round-to-zero)."""
+
+    scaling_min_val = SCALING_MIN_VAL
+    pre_scaling_min_val = SCALING_MIN_VAL
+
+
+class A2QPlusWeightQuant(Int8AccumulatorAwareZeroCenterWeightQuant):
+    """A2Q+: zero-centred weights and the relaxed l1 budget."""
+
+    scaling_min_val = SCALING_MIN_VAL
+    pre_scaling_min_val = SCALING_MIN_VAL
+
+
+class BaselineWeightQuant(Int8WeightPerChannelFloat):
+    """Ordinary per-channel QAT weights, no accumulator constraint."""
+
+    scaling_min_val = SCALING_MIN_VAL
+
+
+class BinaryInputQuant(Uint8ActPerTensorFloat):
+    """1-bit unsigned input {0, 1} with a fixed scale of 1: the input *is* the integer."""
+
+    bit_width = 1
+    scaling_impl_type = ScalingImplType.CONST
+    scaling_const = 1.0
+    max_val = 1.0
+
+
+class UnsignedActQuant(Uint8ActPerTensorFloat):
+    """Unsigned activation (after ReLU) with a learned per-tensor scale."""
+
+
+class SignedActQuant(Int8ActPerTensorFloat):
+    """Signed activation with a learned per-tensor scale."""
+
+
+def check_quantizer(quantizer: str) -> str:
+    if quantizer not in QUANTIZERS:
+        raise FlowError(f"unknown quantizer {quantizer!r}; valid: {', '.join(QUANTIZERS)}")
+    return quantizer
+
+
+def weight_kwargs(quantizer: str, weight_bits: int, acc_bits: int | None) -> dict:
+    """Brevitas layer kwargs for the weight quantizer; ``acc_bits`` (P) is needed for a2q/a2q+."""
+    check_quantizer(quantizer)
+    if quantizer == "baseline":
+        return {"weight_quant": BaselineWeightQuant, "weight_bit_width": weight_bits}
+    if acc_bits is None:
+        raise FlowError(f"quantizer {quantizer!r} needs a target accumulator width P")
+    weight_quant = A2QWeightQuant if quantizer == "a2q" else A2QPlusWeightQuant
+    return {
+        "weight_quant": weight_quant,
+        "weight_bit_width": weight_bits,
+        "weight_accumulator_bit_width": acc_bits,
+    }
