@@ -159,8 +159,17 @@ def onnx_weight_ints(model_wrapper) -> dict[str, np.ndarray]:
     return found
 
 
-def export_qonnx_exact(model: nn.Module, sample: torch.Tensor, onnx_path: Path, extra_meta: dict | None = None) -> dict:
+def export_qonnx_exact(
+    model: nn.Module,
+    sample: torch.Tensor,
+    onnx_path: Path,
+    extra_meta: dict | None = None,
+    check_inputs: torch.Tensor | None = None,
+) -> dict:
     """Export ``model`` to QONNX at ``onnx_path`` with the exact integer weights and verify it.
+
+    ``sample`` (batch 1) fixes the exported input shape; the export is compared with torch on each
+    of ``check_inputs`` (default: ``sample``).
 
     Writes ``<onnx_path>.a2q.json`` (the sidecar) and returns its content, which includes
     ``export_check: {max_abs_diff, l1_bound_ok, weights_exact}``. Raises FlowError if the
@@ -195,13 +204,15 @@ def export_qonnx_exact(model: nn.Module, sample: torch.Tensor, onnx_path: Path, 
     wrapper = wrapper.transform(RemoveIdentityInputQuant(unsigned_binary=binary_input))
     wrapper.save(str(onnx_path))
 
-    with torch.no_grad():
-        expected = model(sample)
-    expected = (expected.value if hasattr(expected, "value") else expected).detach().numpy()
     input_name = wrapper.graph.input[0].name
     output_name = wrapper.graph.output[0].name
-    produced = execute_onnx(wrapper, {input_name: sample.detach().numpy()})[output_name]
-    max_abs_diff = float(np.abs(produced - expected).max())
+    max_abs_diff = 0.0
+    for one in check_inputs if check_inputs is not None else sample:
+        with torch.no_grad():
+            expected = model(one[None])
+        expected = (expected.value if hasattr(expected, "value") else expected).detach().numpy()
+        produced = execute_onnx(wrapper, {input_name: one[None].detach().numpy()})[output_name]
+        max_abs_diff = max(max_abs_diff, float(np.abs(produced - expected).max()))
 
     onnx_ints = onnx_weight_ints(wrapper)
     weights_exact = all(

@@ -50,3 +50,98 @@ class RemoveIdentityInputQuant(Transformation):
         model.graph.node.remove(node)
         model.set_tensor_datatype(graph_input, dtype)
         return model, False
+
+
+def layer_weights_by_channel(model, node) -> np.ndarray:
+    """Integer weights of an MVAU/VVAU node as (channels, k), in the node's arithmetic (bipolar as +-1)."""
+    from qonnx.custom_op.registry import getCustomOp
+
+    weights = model.get_initializer(node.input[1])
+    if weights is None:
+        raise FlowError(f"layer {node.name}: weights are not a constant initializer; A2Q needs the trained integers")
+    inst = getCustomOp(node)
+    if node.op_type.startswith("MVAU"):
+        if inst.get_nodeattr("binaryXnorMode"):
+            weights = 2 * weights - 1
+        return np.asarray(weights).T.astype(np.int64)  # MVAU weights are (MW, MH)
+    return np.asarray(weights).reshape(weights.shape[0], -1).astype(np.int64)  # VVAU: (channels, 1, kh, kw)
+
+
+def is_dot_product_layer(node) -> bool:
+    return node.domain.startswith("finn.custom_op.fpgadataflow") and node.op_type.split("_")[0] in ("MVAU", "VVAU")
+
+
+class SetA2QAccumulatorWidth(Transformation):
+    """Set every MVAU/VVAU ``accDataType`` to the width A2Q guarantees.
+
+    ``layers`` are the export sidecar's per-layer records (matched to nodes by weight fingerprint).
+    For each node the exact worst-case range is computed from its integer weights and input
+    datatype; if it needs more than the layer's target P the guarantee is broken and a FlowError
+    names the layer. ``mode`` chooses what is written: ``"target"`` writes INT<P> (the width the
+    layer was trained for), ``"exact"`` writes the smallest type for the exact range (FINN's naming).
+    Layers without a target (baseline, or no sidecar) always get the exact type.
+    The per-node decision is stored as JSON in the model's ``a2q_accumulators`` metadata property.
+    """
+
+    MODES = ("target", "exact")
+
+    def __init__(self, layers: list[dict] | None = None, mode: str = "target"):
+        super().__init__()
+        if mode not in self.MODES:
+            raise FlowError(f"unknown accumulator mode {mode!r}; valid: {', '.join(self.MODES)}")
+        self.layers = layers or []
+        self.mode = mode
+
+    def apply(self, model):
+        import json
+
+        from qonnx.custom_op.registry import getCustomOp
+
+        from flow import accumulator as acc
+        from flow.export import weight_fingerprint
+
+        by_fingerprint = {layer["fingerprint"]: layer for layer in self.layers}
+        decisions = {}
+        for node in model.graph.node:
+            if not is_dot_product_layer(node):
+                continue
+            inst = getCustomOp(node)
+            weights = layer_weights_by_channel(model, node)
+            idt = inst.get_input_datatype(0)
+            if not idt.is_integer():
+                raise FlowError(f"layer {node.name}: input datatype {idt.name} is not an integer type")
+            acc_min, acc_max = acc.exact_acc_range(weights, int(idt.min()), int(idt.max()))
+            lo, hi = int(acc_min.min()), int(acc_max.max())
+            meta = by_fingerprint.get(weight_fingerprint(weights))
+            target = meta.get("acc_bits_target") if meta else None
+            if lo == 0 and hi == 0:
+                raise FlowError(
+                    f"layer {node.name}{' (' + meta['name'] + ')' if meta else ''}: every weight is zero"
+                    f"{f' at P={target}' if target else ''}; the layer computes nothing. Raise P, or keep this "
+                    "layer outside A2Q (8-bit baseline), as is usual for first and last layers"
+                )
+            exact_bits = acc.signed_bits_for_range(lo, hi)
+            if target is not None and exact_bits > target:
+                raise FlowError(
+                    f"layer {node.name} ({meta['name']}): its integer weights need a {exact_bits}-bit accumulator "
+                    f"(range [{lo}, {hi}] for {idt.name} inputs) but it was trained for P={target}; the A2Q "
+                    "guarantee does not hold for these weights (were they exported with flow.export?)"
+                )
+            if self.mode == "target" and target is not None:
+                adt = DataType[f"INT{target}"]
+            else:
+                adt = DataType[acc.finn_acc_datatype_name(lo, hi)]
+            inst.set_nodeattr("accDataType", adt.name)
+            if inst.get_nodeattr("noActivation"):
+                inst.set_nodeattr("outputDataType", adt.name)
+                model.set_tensor_datatype(node.output[0], adt)
+            decisions[node.name] = {
+                "layer": meta["name"] if meta else None,
+                "acc_bits_target": target,
+                "acc_bits_exact": exact_bits,
+                "acc_range": [lo, hi],
+                "acc_datatype": adt.name,
+                "acc_source": "target" if (self.mode == "target" and target is not None) else "exact",
+            }
+        model.set_metadata_prop("a2q_accumulators", json.dumps(decisions))
+        return model, False

@@ -1,0 +1,373 @@
+"""The build driver: checkpoint -> exact QONNX export -> FINN (our steps) -> checks -> reports.
+
+Every stage reads the previous stage's artifact from disk and writes its own into
+``build/<tag>/`` (work files) and ``hw_reports/<tag>/`` (reports), so any stage can be rerun.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from flow import accumulator as acc
+from flow.config import REPO_ROOT, get_board, model_defaults, resolve_folding
+from flow.errors import FlowError
+from flow.steps import ACC_MODE_PROP, ESTIMATE_STEPS, SIDECAR_PROP, TASK_PROP
+
+MAX_ACC_BITS = 32
+FINN_REPORTS = (
+    "estimate_layer_resources.json",
+    "estimate_layer_cycles.json",
+    "estimate_network_performance.json",
+    "op_and_param_counts.json",
+    "auto_folding_config.json",
+    "applied_folding_config.json",
+    "time_per_step.json",
+)
+
+
+@dataclass
+class BuildOptions:
+    """What to build. ``acc_bits`` is the target accumulator width P in bits."""
+
+    model: str = "linear"
+    quantizer: str = "a2q"
+    acc_bits: int | None = 16
+    board: str | None = None
+    folding: str | None = None
+    target_fps: int | None = None
+    data: str | None = None
+    checkpoint: str | None = None
+    onnx: str | None = None
+    acc_mode: str | None = None
+    epochs: int | None = None
+    device: str = "cpu"
+    seed: int = 0
+    train: bool = True
+    weight_bits: int | None = None
+    act_bits: int | None = None
+    width: float = 1.0
+    reports_root: Path = field(default_factory=lambda: REPO_ROOT / "hw_reports")
+    work_root: Path = field(default_factory=lambda: REPO_ROOT / "build")
+    checkpoint_root: Path = field(default_factory=lambda: REPO_ROOT / "checkpoints")
+    check_samples: int = 8
+
+
+def log(message: str):
+    print(message, flush=True)
+
+
+def min_useful_acc_bits(weight_bits: int, input_bits: int, input_signed: bool) -> int:
+    """Smallest P that holds one product of a full-range (narrow) weight and input: below it a
+    layer cannot keep even one weight at full magnitude, so A2Q would zero the layer."""
+    w_max = 2 ** (weight_bits - 1) - 1
+    x_min, x_max = acc.input_range(input_bits, input_signed)
+    return acc.signed_bits_for_range(min(-w_max * x_max, w_max * x_min), max(w_max * x_max, -w_max * x_min))
+
+
+def validate_acc_bits(acc_bits, spec, quantizer: str) -> int | None:
+    if quantizer == "baseline" and acc_bits is None:
+        return None
+    if acc_bits is None:
+        raise FlowError(f"quantizer {quantizer!r} needs a target accumulator width P")
+    try:
+        acc_bits = int(acc_bits)
+    except (TypeError, ValueError):
+        raise FlowError(f"P must be an integer number of bits, got {acc_bits!r}") from None
+    lowest = min_useful_acc_bits(spec.weight_bits, spec.act_bits if spec.name != "linear" else 1, False)
+    if not lowest <= acc_bits <= MAX_ACC_BITS:
+        raise FlowError(
+            f"P={acc_bits} is out of range for model {spec.name!r}: with {spec.weight_bits}-bit weights a single "
+            f"product needs {lowest} bits, so valid P is {lowest}..{MAX_ACC_BITS}"
+        )
+    return acc_bits
+
+
+def build_tag(opts: BuildOptions, board: str, folding_name: str | None) -> str:
+    quant = opts.quantizer.replace("+", "plus")
+    name = Path(opts.onnx).stem if opts.onnx else opts.model
+    width = "" if opts.width == 1.0 else f"_w{opts.width:g}"
+    p = f"P{opts.acc_bits}" if opts.acc_bits is not None else "Pexact"
+    return f"{name}{width}_{p}_{quant}_{board}" + (f"_{folding_name}" if folding_name else "")
+
+
+def ensure_checkpoint(opts: BuildOptions, spec) -> tuple[Path | None, dict | None]:
+    """The checkpoint to export: ``opts.checkpoint``, a complete default one, or a fresh training run.
+
+    Returns ``(path, metrics)``; ``(None, None)`` when training is off and no checkpoint exists.
+    """
+    from flow.train import check_identity, load_checkpoint, model_identity, train_classifier
+
+    identity = model_identity(spec, opts.quantizer, opts.acc_bits, spec.weight_bits, spec.act_bits, opts.width)
+    if opts.checkpoint:
+        path = Path(opts.checkpoint)
+        payload = load_checkpoint(path)
+        check_identity(payload, identity, path)
+        return path, payload.get("metrics")
+    quant = opts.quantizer.replace("+", "plus")
+    width = "" if opts.width == 1.0 else f"_w{opts.width:g}"
+    path = opts.checkpoint_root / f"{spec.name}{width}_{quant}_P{opts.acc_bits}.pt"
+    epochs = opts.epochs if opts.epochs is not None else spec.recipe["epochs"]
+    if path.is_file():
+        payload = load_checkpoint(path)
+        check_identity(payload, identity, path)
+        if payload["epoch"] >= epochs:
+            log(f"[build] reusing checkpoint {path} (epoch {payload['epoch']}, test top-1 "
+                f"{100 * payload['metrics']['test_top1']:.2f}%)")
+            return path, payload["metrics"]
+    if not opts.train:
+        return None, None
+    log(f"[build] training {spec.name} ({opts.quantizer}, P={opts.acc_bits}) for {epochs} epochs -> {path}")
+    model = spec.factory(opts.quantizer, opts.acc_bits, weight_bits=spec.weight_bits, act_bits=spec.act_bits, width=opts.width)
+    metrics = train_classifier(spec, model, identity, path, data_dir=opts.data, epochs=epochs, device=opts.device, seed=opts.seed)
+    return path, metrics
+
+
+def sample_inputs(spec, opts: BuildOptions, count: int):
+    """Real test inputs for the export and FINN checks (the model's own data set)."""
+    import torch
+
+    from flow.train import load_dataset
+
+    inputs, _ = load_dataset(spec.dataset, opts.data, "test")
+    return torch.as_tensor(inputs[:count])
+
+
+def export_model(opts: BuildOptions, spec, checkpoint: Path | None, work_dir: Path, metrics: dict | None) -> tuple[Path, dict]:
+    from flow.export import export_qonnx_exact
+    from flow.train import load_checkpoint
+
+    model = spec.factory(opts.quantizer, opts.acc_bits, weight_bits=spec.weight_bits, act_bits=spec.act_bits, width=opts.width)
+    if checkpoint is not None:
+        model.load_state_dict(load_checkpoint(checkpoint)["state_dict"])
+    samples = sample_inputs(spec, opts, max(opts.check_samples, 1))
+    onnx_path = work_dir / "model.onnx"
+    log(f"[build] exporting QONNX with exact integer weights -> {onnx_path}")
+    sidecar = export_qonnx_exact(
+        model,
+        samples[:1],
+        onnx_path,
+        check_inputs=samples,
+        extra_meta={
+            "model": spec.name,
+            "quantizer": opts.quantizer,
+            "acc_bits_target": opts.acc_bits,
+            "task": spec.task,
+            "weights": "trained" if checkpoint is not None else "untrained",
+            "test_top1": (metrics or {}).get("test_top1"),
+        },
+    )
+    check = sidecar["export_check"]
+    log(f"[build] export check: max |QONNX - torch| = {check['max_abs_diff']:.3g}, l1 bounds hold: {check['l1_bound_ok']}")
+    np.save(work_dir / "check_inputs.npy", samples.numpy())
+    return onnx_path, sidecar
+
+
+def run_finn(onnx_path: Path, sidecar: dict, board: dict, folding: Path | None, target_fps: int | None,
+             acc_mode: str, out_dir: Path) -> Path:
+    """Run FINN's builder with the flow's step list; returns the final intermediate model path."""
+    from flow.finn_env import import_builder
+
+    build_dataflow, DataflowBuildConfig = import_builder()
+    from finn.builder.build_dataflow_config import DataflowOutputType
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    model = ModelWrapper(str(onnx_path))
+    model.set_metadata_prop(SIDECAR_PROP, json.dumps(sidecar))
+    model.set_metadata_prop(ACC_MODE_PROP, acc_mode)
+    model.set_metadata_prop(TASK_PROP, sidecar.get("task", "classification"))
+    finn_input = out_dir.parent / "finn_input.onnx"
+    model.save(str(finn_input))
+
+    failures: list[tuple[str, BaseException]] = []
+
+    def recorded(step):
+        """Remember the exception of a failing step, so the driver can report it cleanly."""
+        if isinstance(step, str):
+            from finn.builder.build_dataflow_steps import build_dataflow_step_lookup
+
+            step_fn, name = build_dataflow_step_lookup[step], step
+        else:
+            step_fn, name = step, step.__name__
+
+        def run(model, cfg):
+            try:
+                return step_fn(model, cfg)
+            except BaseException as err:
+                failures.append((name, err))
+                raise
+
+        run.__name__ = name
+        return run
+
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    cfg = DataflowBuildConfig(
+        output_dir=str(out_dir),
+        synth_clk_period_ns=board["clock_ns"],
+        fpga_part=board["fpga_part"],
+        steps=[recorded(step) for step in ESTIMATE_STEPS],
+        generate_outputs=[DataflowOutputType.ESTIMATE_REPORTS],
+        folding_config_file=str(folding) if folding else None,
+        target_fps=None if folding else target_fps,
+        save_intermediate_models=True,
+    )
+    log(f"[build] FINN build ({len(ESTIMATE_STEPS)} steps) -> {out_dir}")
+    stdout, stderr = sys.stdout, sys.stderr
+    try:
+        exit_code = build_dataflow.build_dataflow_cfg(str(finn_input), cfg)
+    finally:
+        sys.stdout, sys.stderr = stdout, stderr  # the builder mirrors these into its log
+    if failures:
+        name, err = failures[-1]
+        if isinstance(err, FlowError):
+            raise FlowError(f"FINN step {name}: {err}") from err
+        raise FlowError(f"FINN step {name} failed: {type(err).__name__}: {err} (build log: {out_dir / 'build_dataflow.log'})") from err
+    if exit_code != 0:
+        raise FlowError(f"FINN build failed with exit code {exit_code}; see {out_dir / 'build_dataflow.log'}")
+    final = out_dir / "intermediate_models" / f"{ESTIMATE_STEPS[-1]}.onnx"
+    if not final.is_file():
+        raise FlowError(f"FINN build left no final model at {final}")
+    return final
+
+
+def python_executable_copy(model):
+    """A copy of a FINN graph whose specialized ``*_hls``/``*_rtl`` nodes are turned back into their
+    HW-abstract ops (which execute in Python), keeping every attribute."""
+    import copy
+
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    clone = ModelWrapper(copy.deepcopy(model.model))
+    for node in clone.graph.node:
+        if node.domain.startswith("finn.custom_op.fpgadataflow"):
+            node.domain = "finn.custom_op.fpgadataflow"
+            for suffix in ("_hls", "_rtl"):
+                if node.op_type.endswith(suffix):
+                    node.op_type = node.op_type[: -len(suffix)]
+    return clone
+
+
+def finn_check(final_model_path: Path, onnx_path: Path, inputs: np.ndarray, task: str) -> dict:
+    """Run the final FINN graph in Python against the QONNX export on the same inputs."""
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.core.onnx_exec import execute_onnx
+    from qonnx.transformation.infer_shapes import InferShapes
+    from qonnx.transformation.insert_topk import InsertTopK
+
+    reference = ModelWrapper(str(onnx_path))
+    if task == "classification":
+        reference = reference.transform(InsertTopK(k=1)).transform(InferShapes())
+    finn_model = python_executable_copy(ModelWrapper(str(final_model_path)))
+    ref_in, ref_out = reference.graph.input[0].name, reference.graph.output[0].name
+    finn_in, finn_out = finn_model.graph.input[0].name, finn_model.graph.output[0].name
+    max_abs_diff = 0.0
+    for sample in inputs:
+        expected = execute_onnx(reference, {ref_in: sample[None].astype(np.float32)})[ref_out]
+        finn_shape = finn_model.get_tensor_shape(finn_in)
+        produced = execute_onnx(finn_model, {finn_in: sample.reshape(finn_shape).astype(np.float32)})[finn_out]
+        max_abs_diff = max(max_abs_diff, float(np.abs(produced.reshape(expected.shape) - expected).max()))
+    return {"max_abs_diff": max_abs_diff, "samples": int(len(inputs)), "passed": max_abs_diff <= 1e-4,
+            "compared": "top-1 label" if task == "classification" else "output"}
+
+
+def build(opts: BuildOptions) -> dict:
+    """Run the whole build for ``opts``; returns the summary written to ``hw_reports/<tag>/``."""
+    from flow.reports import write_summary
+    from models import get_model_spec
+    from models.quant import check_quantizer
+
+    started = time.time()
+    check_quantizer(opts.quantizer)
+    defaults = model_defaults(opts.model) if not opts.onnx else {}
+    board = get_board(opts.board or defaults.get("board", "pynq-z2"))
+    folding_arg = opts.folding or (None if opts.target_fps else defaults.get("folding"))
+    folding = resolve_folding(folding_arg) if folding_arg else None
+    target_fps = opts.target_fps or defaults.get("target_fps")
+    if folding is None and target_fps is None:
+        raise FlowError("give a folding (FOLDING=file or name) or a target throughput (FPS=frames per second)")
+    acc_mode = opts.acc_mode or defaults.get("acc_mode", "target")
+
+    if opts.onnx:
+        spec = None
+        onnx_src = Path(opts.onnx)
+        if not onnx_src.is_file():
+            raise FlowError(f"ONNX file {onnx_src} does not exist")
+    else:
+        spec = get_model_spec(opts.model)
+        opts.acc_bits = validate_acc_bits(opts.acc_bits, spec, opts.quantizer)
+
+    tag = build_tag(opts, board["name"], folding.stem if folding and opts.folding else None)
+    work_dir = opts.work_root / tag
+    report_dir = opts.reports_root / tag
+    work_dir.mkdir(parents=True, exist_ok=True)
+    log(f"[build] {tag}: board {board['name']} ({board['fpga_part']}), accumulator mode {acc_mode}")
+
+    if spec is not None:
+        checkpoint, metrics = ensure_checkpoint(opts, spec)
+        onnx_path, sidecar = export_model(opts, spec, checkpoint, work_dir, metrics)
+        check_inputs = np.load(work_dir / "check_inputs.npy")
+    else:
+        onnx_path, sidecar, check_inputs = import_onnx(onnx_src, work_dir, opts.check_samples)
+
+    final_model = run_finn(onnx_path, sidecar, board, folding, target_fps, acc_mode, work_dir / "finn")
+    check = finn_check(final_model, onnx_path, check_inputs, sidecar.get("task", "classification"))
+    log(f"[build] FINN-vs-QONNX check ({check['compared']}, {check['samples']} samples): max abs diff {check['max_abs_diff']:.3g}")
+    summary = write_summary(
+        report_dir=report_dir,
+        final_model_path=final_model,
+        finn_report_dir=work_dir / "finn" / "report",
+        sidecar=sidecar,
+        board=board,
+        acc_mode=acc_mode,
+        folding=folding,
+        target_fps=target_fps,
+        finn_check=check,
+        options={k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()},
+    )
+    if not check["passed"]:
+        raise FlowError(f"the FINN graph does not match the QONNX model (max abs diff {check['max_abs_diff']}); see {report_dir}")
+    log(f"[build] done in {time.time() - started:.0f} s: {report_dir / 'summary.md'}")
+    return summary
+
+
+def import_onnx(onnx_src: Path, work_dir: Path, samples: int) -> tuple[Path, dict, np.ndarray]:
+    """Bring a user's QONNX file into the build: its sidecar when present, else exact-minimum mode."""
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.util.cleanup import cleanup_model
+
+    from flow.export import load_sidecar
+    from flow.transformations import RemoveIdentityInputQuant
+
+    try:
+        model = ModelWrapper(str(onnx_src))
+    except Exception as err:
+        raise FlowError(f"{onnx_src} is not a readable ONNX model: {err}") from err
+    sidecar = load_sidecar(onnx_src)
+    if sidecar is None:
+        log(f"[build] {onnx_src} has no A2Q sidecar ({onnx_src}.a2q.json): every accumulator is set to the "
+            "exact minimum computed from the weights")
+        sidecar = {"model": onnx_src.stem, "quantizer": None, "acc_bits_target": None, "layers": [],
+                   "task": "classification", "weights": "unknown", "sidecar": False}
+    try:
+        model = cleanup_model(model)
+    except Exception as err:
+        raise FlowError(f"{onnx_src} is not a valid QONNX model: {err}") from err
+    model = model.transform(RemoveIdentityInputQuant(unsigned_binary=sidecar.get("input_datatype") == "BINARY"))
+    onnx_path = work_dir / "model.onnx"
+    model.save(str(onnx_path))
+    input_name = model.graph.input[0].name
+    dtype = model.get_tensor_datatype(input_name)
+    shape = model.get_tensor_shape(input_name)
+    rng = np.random.default_rng(0)
+    if dtype.is_integer():
+        inputs = rng.integers(int(dtype.min()), int(dtype.max()) + 1, size=(samples, *shape[1:])).astype(np.float32)
+    else:
+        inputs = rng.random((samples, *shape[1:])).astype(np.float32)
+    return onnx_path, sidecar, inputs

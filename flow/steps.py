@@ -1,0 +1,70 @@
+"""The flow's own FINN build steps, each a plain function ``step_x(model, cfg) -> model``.
+
+A2Q data travels inside the model as metadata properties (set by :mod:`flow.build`):
+``a2q_sidecar`` (the export sidecar JSON) and ``a2q_acc_mode`` ("target" or "exact").
+"""
+
+from __future__ import annotations
+
+import json
+
+from qonnx.transformation.infer_datatypes import InferDataTypes
+from qonnx.transformation.infer_shapes import InferShapes
+from qonnx.transformation.insert_topk import InsertTopK
+
+from flow.transformations import SetA2QAccumulatorWidth
+
+SIDECAR_PROP = "a2q_sidecar"
+ACC_MODE_PROP = "a2q_acc_mode"
+TASK_PROP = "a2q_task"
+
+
+def read_sidecar(model) -> dict:
+    return json.loads(model.get_metadata_prop(SIDECAR_PROP) or "{}")
+
+
+def step_insert_topk(model, cfg):
+    """Classification nets end in TopK (k=1), which FINN turns into LabelSelect after streamlining
+    absorbs the final scalar scale, so that no MVAU is the last layer of the dataflow graph."""
+    if (model.get_metadata_prop(TASK_PROP) or "classification") != "classification":
+        return model
+    if model.get_nodes_by_op_type("TopK"):
+        return model
+    model = model.transform(InsertTopK(k=1))
+    model = model.transform(InferShapes())
+    model = model.transform(InferDataTypes())
+    return model
+
+
+def step_a2q_accumulators(model, cfg):
+    """Set every MVAU/VVAU accumulator per A2Q, then round/clip thresholds into that range and
+    narrow their datatype (FINN's own RoundAndClipThresholds and MinimizeWeightBitWidth)."""
+    from finn.transformation.fpgadataflow.minimize_weight_bit_width import MinimizeWeightBitWidth
+    from finn.transformation.streamline.round_thresholds import RoundAndClipThresholds
+
+    sidecar = read_sidecar(model)
+    mode = model.get_metadata_prop(ACC_MODE_PROP) or "target"
+    model = model.transform(SetA2QAccumulatorWidth(sidecar.get("layers", []), mode))
+    model = model.transform(InferDataTypes())
+    model = model.transform(RoundAndClipThresholds())
+    model = model.transform(InferDataTypes())
+    model = model.transform(MinimizeWeightBitWidth())
+    model = model.transform(InferDataTypes())
+    return model
+
+
+ESTIMATE_STEPS = [
+    "step_qonnx_to_finn",
+    "step_tidy_up",
+    step_insert_topk,
+    "step_streamline",
+    "step_convert_to_hw",
+    "step_minimize_bit_width_initial",
+    "step_create_dataflow_partition",
+    "step_specialize_layers",
+    "step_target_fps_parallelization",
+    "step_apply_folding_config",
+    "step_minimize_bit_width",
+    step_a2q_accumulators,
+    "step_generate_estimate_reports",
+]
