@@ -279,12 +279,12 @@ def finn_check(final_model_path: Path, onnx_path: Path, inputs: np.ndarray, task
 
 def build(opts: BuildOptions) -> dict:
     """Run the whole build for ``opts``; returns the summary written to ``hw_reports/<tag>/``."""
-    from flow.reports import write_summary
     from models import get_model_spec
     from models.quant import check_quantizer
 
     started = time.time()
     check_quantizer(opts.quantizer)
+    spec = None if opts.onnx else get_model_spec(opts.model)
     defaults = model_defaults(opts.model) if not opts.onnx else {}
     board = get_board(opts.board or defaults.get("board", "pynq-z2"))
     folding_arg = opts.folding or (None if opts.target_fps else defaults.get("folding"))
@@ -295,12 +295,10 @@ def build(opts: BuildOptions) -> dict:
     acc_mode = opts.acc_mode or defaults.get("acc_mode", "target")
 
     if opts.onnx:
-        spec = None
         onnx_src = Path(opts.onnx)
         if not onnx_src.is_file():
             raise FlowError(f"ONNX file {onnx_src} does not exist")
     else:
-        spec = get_model_spec(opts.model)
         opts.acc_bits = validate_acc_bits(opts.acc_bits, spec, opts.quantizer)
 
     tag = build_tag(opts, board["name"], folding.stem if folding and opts.folding else None)
@@ -316,23 +314,8 @@ def build(opts: BuildOptions) -> dict:
     else:
         onnx_path, sidecar, check_inputs = import_onnx(onnx_src, work_dir, opts.check_samples)
 
-    final_model = run_finn(onnx_path, sidecar, board, folding, target_fps, acc_mode, work_dir / "finn")
-    check = finn_check(final_model, onnx_path, check_inputs, sidecar.get("task", "classification"))
-    log(f"[build] FINN-vs-QONNX check ({check['compared']}, {check['samples']} samples): max abs diff {check['max_abs_diff']:.3g}")
-    summary = write_summary(
-        report_dir=report_dir,
-        final_model_path=final_model,
-        finn_report_dir=work_dir / "finn" / "report",
-        sidecar=sidecar,
-        board=board,
-        acc_mode=acc_mode,
-        folding=folding,
-        target_fps=target_fps,
-        finn_check=check,
-        options={k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()},
-    )
-    if not check["passed"]:
-        raise FlowError(f"the FINN graph does not match the QONNX model (max abs diff {check['max_abs_diff']}); see {report_dir}")
+    summary = finn_and_report(onnx_path, sidecar, check_inputs, board, folding, target_fps, acc_mode, work_dir,
+                              report_dir, options={k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()})
     log(f"[build] done in {time.time() - started:.0f} s: {report_dir / 'summary.md'}")
     return summary
 
@@ -371,3 +354,58 @@ def import_onnx(onnx_src: Path, work_dir: Path, samples: int) -> tuple[Path, dic
     else:
         inputs = rng.random((samples, *shape[1:])).astype(np.float32)
     return onnx_path, sidecar, inputs
+
+
+def finn_and_report(onnx_path: Path, sidecar: dict, check_inputs: np.ndarray, board: dict, folding: Path | None,
+                    target_fps: int | None, acc_mode: str, work_dir: Path, report_dir: Path, options: dict) -> dict:
+    """FINN build, FINN-vs-QONNX check and summary for an exported model (shared by all entry points)."""
+    from flow.reports import write_summary
+
+    final_model = run_finn(onnx_path, sidecar, board, folding, target_fps, acc_mode, work_dir / "finn")
+    check = finn_check(final_model, onnx_path, check_inputs, sidecar.get("task", "classification"))
+    log(f"[build] FINN-vs-QONNX check ({check['compared']}, {check['samples']} samples): max abs diff {check['max_abs_diff']:.3g}")
+    summary = write_summary(
+        report_dir=report_dir,
+        final_model_path=final_model,
+        finn_report_dir=work_dir / "finn" / "report",
+        sidecar=sidecar,
+        board=board,
+        acc_mode=acc_mode,
+        folding=folding,
+        target_fps=target_fps,
+        finn_check=check,
+        options=options,
+    )
+    if not check["passed"]:
+        raise FlowError(f"the FINN graph does not match the QONNX model (max abs diff {check['max_abs_diff']}); see {report_dir}")
+    return summary
+
+
+def build_module(module, sample, name: str, board: str = "pynq-z2", folding: str | None = None,
+                 target_fps: int | None = None, acc_mode: str = "target", task: str = "classification",
+                 check_inputs=None, reports_root: Path | None = None, work_root: Path | None = None) -> dict:
+    """Bring your own model: export a user's Brevitas ``module`` and run the FINN flow and reports.
+
+    ``sample`` is one input batch (batch size 1 sets the exported shape); ``check_inputs`` (default
+    ``sample``) are compared between torch, QONNX and FINN. Per-layer targets P come from each
+    layer's A2Q quantizer (``weight_accumulator_bit_width``); other layers get the exact minimum.
+    Reports land in ``hw_reports/<name>_<board>[_<folding>]/summary.json``.
+    """
+    from flow.export import export_qonnx_exact
+
+    acc_mode = acc_mode or "target"
+    board_preset = get_board(board)
+    folding_path = resolve_folding(folding) if folding else None
+    if folding_path is None and target_fps is None:
+        raise FlowError("give a folding (JSON file or name) or a target_fps")
+    tag = f"{name}_{board_preset['name']}" + (f"_{folding_path.stem}" if folding_path else "")
+    work_dir = (work_root or REPO_ROOT / "build") / tag
+    report_dir = (reports_root or REPO_ROOT / "hw_reports") / tag
+    work_dir.mkdir(parents=True, exist_ok=True)
+    check_inputs = sample if check_inputs is None else check_inputs
+    sidecar = export_qonnx_exact(module, sample[:1], work_dir / "model.onnx", check_inputs=check_inputs,
+                                 extra_meta={"model": name, "quantizer": "user", "acc_bits_target": None,
+                                             "task": task, "weights": "user", "test_top1": None})
+    return finn_and_report(work_dir / "model.onnx", sidecar, np.asarray(check_inputs), board_preset, folding_path,
+                           target_fps, acc_mode, work_dir, report_dir,
+                           options={"model": name, "board": board, "folding": folding, "target_fps": target_fps})

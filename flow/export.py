@@ -94,7 +94,10 @@ def capture_quant_layers(model: nn.Module, sample: torch.Tensor) -> dict[str, di
             raise FlowError(f"layer {name} was not used by the forward pass")
         quant_input = seen[name]["quant_input"]
         quant_weight = layer.quant_weight(quant_input=quant_input)
-        weights_int = quant_weight.int().detach().cpu().numpy().astype(np.int64)
+        weights_ratio = (quant_weight.value / quant_weight.scale).detach().cpu().numpy()
+        if not np.isfinite(weights_ratio).all():
+            raise FlowError(f"layer {name}: quantized weights are not finite (are its float weights all zero?)")
+        weights_int = np.round(weights_ratio).astype(np.int64)
         records[name] = {
             "layer": layer,
             "weights_int": weights_int,

@@ -130,15 +130,14 @@ def logits_metrics(acc, acc_ref, scale, labels) -> dict[str, float]:
         raise FlowError(f"acc must be (..., B, C), got shape {acc.shape}")
     if labels.shape != acc.shape[-2:-1]:
         raise FlowError(f"labels must be (B,) = ({acc.shape[-2]},), got shape {labels.shape}")
+    scale = np.asarray(scale, dtype=np.float64)
     try:
-        logits = np.asarray(scale, dtype=np.float64) * acc
-        logits_ref = np.asarray(scale, dtype=np.float64) * np.asarray(acc_ref)
-        abs_error = np.abs(logits - logits_ref)
+        logits = scale * acc
+        abs_error = np.abs(logits - scale * np.asarray(acc_ref))
     except ValueError as err:
-        raise FlowError(f"acc {acc.shape}, acc_ref {np.shape(acc_ref)} and scale {np.shape(scale)} "
-                        f"do not broadcast: {err}") from err
+        raise FlowError(f"acc {acc.shape}, acc_ref {np.shape(acc_ref)} and scale {scale.shape} do not broadcast") from err
     if abs_error.shape != acc.shape:
-        raise FlowError(f"acc_ref {np.shape(acc_ref)} and scale {np.shape(scale)} must broadcast to acc {acc.shape}")
+        raise FlowError(f"acc_ref {np.shape(acc_ref)} and scale {scale.shape} must broadcast to acc {acc.shape}")
     top1 = (np.argmax(logits, axis=-1) == labels).mean()
     return {"logits_mae": float(abs_error.mean()), "top1": float(top1)}
 
@@ -225,31 +224,36 @@ def _saturating_sums(weights, inputs, exact, product_sums, lo, hi, orders, max_p
         if span + max_product <= np.iinfo(signed).max
     )
     start, zero, top = state_dtype.type(-lo), state_dtype.type(0), state_dtype.type(span)
-    orders_lists = [row.tolist() for row in orders]
 
+    weights_t = np.ascontiguousarray(weights.T)
     rows_per_chunk = max(1, _TABLE_BYTES // max(1, k * n_outputs * state_dtype.itemsize))
     for chunk_start in range(0, risky_rows.size, rows_per_chunk):
         chunk_rows = risky_rows[chunk_start : chunk_start + rows_per_chunk]
         # products[j, c, b] = weights[c, j] * inputs[b, j]: one contiguous (C, rows) slab per term.
         products = np.empty((k, n_outputs, chunk_rows.size), dtype=state_dtype)
-        weights_t = np.ascontiguousarray(weights.T)
         inputs_t = np.ascontiguousarray(inputs[chunk_rows].T)
         np.multiply(weights_t[:, :, None], inputs_t[:, None, :], out=products, casting="unsafe")
 
-        def run_task(order_index: int, row_slice: slice) -> None:
+        def run_task(order_group: np.ndarray, row_slice: slice) -> None:
             slabs = products[:, :, row_slice]
-            state = np.full(slabs.shape[1:], start, dtype=state_dtype)
+            state = np.full((order_group.size, *slabs.shape[1:]), start, dtype=state_dtype)
             state_unsigned = state.view(unsigned_dtype)
             peak = np.zeros_like(state_unsigned)
-            for term in orders_lists[order_index]:
-                np.add(state, slabs[term], out=state)
+            group_orders = orders[order_group]
+            if order_group.size == 1:  # the (C, rows) slab of each term broadcasts over the state
+                addends = (slabs[term] for term in group_orders[0].tolist())
+            else:  # several orderings share one state array: gather their slabs (rows not sliced)
+                gathered = np.empty_like(state)
+                addends = (np.take(slabs, terms, axis=0, out=gathered, mode="clip") for terms in group_orders.T)
+            for addend in addends:
+                np.add(state, addend, out=state)
                 np.maximum(peak, state_unsigned, out=peak)
                 np.clip(state, zero, top, out=state)
-            target_rows = chunk_rows[row_slice]
-            acc[order_index, target_rows, :] = (state.astype(np.int64) + lo).T
-            overflowed[order_index, target_rows, :] = (peak > span).T
+            target = (order_group[:, None], chunk_rows[row_slice][None, :])
+            acc[target] = (state.astype(np.int64) + lo).transpose(0, 2, 1)
+            overflowed[target] = (peak > span).transpose(0, 2, 1)
 
-        tasks = [(r, s) for r in range(n_orders) for s in _row_slices(chunk_rows.size, n_outputs, n_orders, threads)]
+        tasks = _plan_tasks(chunk_rows.size, n_outputs, n_orders, threads)
         if threads == 1 or len(tasks) == 1:
             for task in tasks:
                 run_task(*task)
@@ -260,13 +264,23 @@ def _saturating_sums(weights, inputs, exact, product_sums, lo, hi, orders, max_p
     return acc, overflowed
 
 
-def _row_slices(n_rows: int, n_outputs: int, n_orders: int, threads: int) -> list[slice]:
-    """Split a chunk's rows so each task's state is ~cache-sized and all threads get work."""
-    n_slices = max(1, -(-n_rows * n_outputs // _STATE_ELEMENTS))
-    if n_orders * n_slices < threads:
-        n_slices = min(n_rows, -(-threads // n_orders))
-    bounds = np.linspace(0, n_rows, n_slices + 1).round().astype(int)
-    return [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+def _plan_tasks(n_rows: int, n_outputs: int, n_orders: int, threads: int) -> list[tuple[np.ndarray, slice]]:
+    """Split (orderings x rows) into tasks whose state is ~``_STATE_ELEMENTS`` and feed all threads.
+
+    Large row counts are sliced (one ordering per task); small ones group several orderings into one
+    state array, so that the per-step Python overhead is paid over enough elements.
+    """
+    row_elements = n_rows * n_outputs
+    n_slices = max(1, -(-row_elements // _STATE_ELEMENTS))
+    group_size = 1
+    if n_slices == 1:
+        group_size = max(1, min(_STATE_ELEMENTS // max(1, row_elements), -(-n_orders // threads)))
+    if n_orders < threads:
+        n_slices = max(n_slices, min(n_rows, -(-threads // n_orders)))
+    row_bounds = np.linspace(0, n_rows, n_slices + 1).round().astype(int)
+    row_slices = [slice(int(a), int(b)) for a, b in zip(row_bounds[:-1], row_bounds[1:]) if b > a]
+    order_groups = np.array_split(np.arange(n_orders), -(-n_orders // group_size))
+    return [(group, rows) for group in order_groups for rows in row_slices]
 
 
 def _product_sums(weights, inputs, use_float):

@@ -223,6 +223,98 @@ def generate_layer_hdl(
     return hdl_dir
 
 
+def make_mvau_model(
+    weights_int,
+    input_dtype: str = "INT4",
+    weight_dtype: str = "INT4",
+    acc_dtype: str = "INT32",
+    pe: int = 1,
+    simd: int = 1,
+    fpgapart: str = DEFAULT_FPGA_PART,
+    num_input_vectors: tuple[int, ...] = (1,),
+):
+    """A one-node model: an MVAU without activation (y = x @ W, W of shape (MW, MH)) with the
+    given folding, specialized for ``fpgapart`` (MVAU_rtl where FINN's rules allow: signed
+    weights, narrow range on 7-series). ``acc_dtype`` is both accDataType and the output type."""
+    ensure_finn_settings()
+    import numpy as np
+    from onnx import TensorProto, helper
+    from qonnx.core.datatype import DataType
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.util.basic import qonnx_make_model
+
+    from finn.transformation.fpgadataflow.specialize_layers import SpecializeLayers
+
+    weights = np.asarray(weights_int, dtype=np.float32)
+    mw, mh = weights.shape
+    vectors = [int(v) for v in num_input_vectors]
+    node = helper.make_node(
+        "MVAU", ["inp", "weights"], ["outp"],
+        domain="finn.custom_op.fpgadataflow", backend="fpgadataflow",
+        MW=mw, MH=mh, SIMD=simd, PE=pe, numInputVectors=vectors,
+        inputDataType=input_dtype, weightDataType=weight_dtype,
+        outputDataType=acc_dtype, accDataType=acc_dtype,
+        noActivation=1, binaryXnorMode=0, mem_mode="internal_decoupled",
+    )  # fmt: skip
+    graph = helper.make_graph(
+        [node], "mvau",
+        [helper.make_tensor_value_info("inp", TensorProto.FLOAT, [*vectors, mw])],
+        [helper.make_tensor_value_info("outp", TensorProto.FLOAT, [*vectors, mh])],
+    )  # fmt: skip
+    model = ModelWrapper(qonnx_make_model(graph, producer_name="flow.synth"))
+    model.set_tensor_datatype("inp", DataType[input_dtype])
+    model.set_tensor_datatype("weights", DataType[weight_dtype])
+    model.set_tensor_datatype("outp", DataType[acc_dtype])
+    model.set_initializer("weights", weights)
+    return model.transform(SpecializeLayers(fpgapart))
+
+
+def make_thresholding_model(
+    thresholds,
+    input_dtype: str = "INT16",
+    threshold_dtype: str | None = None,
+    output_dtype: str = "UINT2",
+    pe: int = 1,
+    act_val: int = 0,
+    fpgapart: str = DEFAULT_FPGA_PART,
+    num_input_vectors: tuple[int, ...] = (1,),
+):
+    """A one-node model: multi-thresholding of ``NumChannels`` channels, ``thresholds`` of
+    shape (channels, steps) sorted along steps, specialized (Thresholding_rtl by default).
+    ``threshold_dtype`` defaults to ``input_dtype``."""
+    ensure_finn_settings()
+    import numpy as np
+    from onnx import TensorProto, helper
+    from qonnx.core.datatype import DataType
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.util.basic import qonnx_make_model
+
+    from finn.transformation.fpgadataflow.specialize_layers import SpecializeLayers
+
+    thresholds = np.asarray(thresholds, dtype=np.float32)
+    channels, steps = thresholds.shape
+    vectors = [int(v) for v in num_input_vectors]
+    threshold_dtype = threshold_dtype or input_dtype
+    node = helper.make_node(
+        "Thresholding", ["inp", "thresh"], ["outp"],
+        domain="finn.custom_op.fpgadataflow", backend="fpgadataflow",
+        NumChannels=channels, PE=pe, numSteps=steps, numInputVectors=vectors,
+        inputDataType=input_dtype, weightDataType=threshold_dtype, outputDataType=output_dtype,
+        ActVal=act_val,
+    )  # fmt: skip
+    graph = helper.make_graph(
+        [node], "thresholding",
+        [helper.make_tensor_value_info("inp", TensorProto.FLOAT, [*vectors, channels])],
+        [helper.make_tensor_value_info("outp", TensorProto.FLOAT, [*vectors, channels])],
+    )  # fmt: skip
+    model = ModelWrapper(qonnx_make_model(graph, producer_name="flow.synth"))
+    model.set_tensor_datatype("inp", DataType[input_dtype])
+    model.set_tensor_datatype("thresh", DataType[threshold_dtype])
+    model.set_tensor_datatype("outp", DataType[output_dtype])
+    model.set_initializer("thresh", thresholds)
+    return model.transform(SpecializeLayers(fpgapart))
+
+
 def read_manifest(hdl_dir) -> dict:
     """The manifest written by :func:`generate_layer_hdl`; for a bare HDL folder, one that lists
     every HDL file in it (top unknown)."""

@@ -1,0 +1,72 @@
+# A2Q -> FINN flow. Every target is a thin layer over `python -m flow ...` in a pinned virtual environment.
+#   make build [MODEL=linear] [QUANT=a2q] [P=16] [BOARD=...] [FOLDING=...] [FPS=...] [DATA=...] [CKPT=...] [ONNX=...]
+#   make test
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+MODEL ?= linear
+QUANT ?= a2q
+P ?= 16
+BOARD ?=
+FOLDING ?=
+FPS ?=
+DATA ?=
+CKPT ?=
+ONNX ?=
+ACC_MODE ?=
+EPOCHS ?=
+DEVICE ?= cpu
+FASHION_MNIST := /usr/share/datasets/fashion-mnist
+
+# Optional arguments are only passed when set, so the CLI's defaults stay the single source.
+opt = $(if $(strip $(2)),$(1) $(2))
+MODEL_ARGS = --model $(MODEL) --quant $(QUANT) --P $(P) --device $(DEVICE) $(call opt,--data,$(DATA)) $(call opt,--epochs,$(EPOCHS))
+BUILD_ARGS = $(MODEL_ARGS) $(call opt,--board,$(BOARD)) $(call opt,--folding,$(FOLDING)) $(call opt,--fps,$(FPS)) \
+             $(call opt,--ckpt,$(CKPT)) $(call opt,--onnx,$(ONNX)) $(call opt,--acc-mode,$(ACC_MODE))
+
+.PHONY: setup data build train test test-all models boards clean
+
+setup: $(STAMP) data
+
+# torch is pinned to the CPU build through the constraints file, so nothing can pull a CUDA torch.
+# finn-plus is installed without its dependencies: it pins brevitas==0.13.0, which conflicts with
+# torch 2.13's setuptools; requirements/base.txt carries its dependency list with brevitas 0.13.4.
+$(STAMP): requirements/base.txt requirements/constraints.txt requirements/finn-plus.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade "pip>=24"
+	$(VENV)/bin/pip install --quiet -c requirements/constraints.txt -r requirements/base.txt
+	$(VENV)/bin/pip install --quiet --no-deps -r requirements/finn-plus.txt
+	touch $@
+
+# Fashion-MNIST, the built-in default data set, comes from Debian's dataset-fashion-mnist package.
+data:
+	@if [ -n "$(DATA)" ] || [ -d "$(FASHION_MNIST)" ]; then exit 0; fi; \
+	if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  echo "installing dataset-fashion-mnist (Debian) ..."; \
+	  (apt-get install -y -q dataset-fashion-mnist || (apt-get update -q && apt-get install -y -q dataset-fashion-mnist)) >/dev/null; \
+	else \
+	  echo "Fashion-MNIST is missing: run 'sudo apt-get install dataset-fashion-mnist', or give DATA=<folder with the 4 MNIST-format IDX files>"; \
+	  exit 1; \
+	fi
+
+build: setup
+	$(PY) -m flow build $(BUILD_ARGS)
+
+train: setup
+	$(PY) -m flow train $(MODEL_ARGS)
+
+models boards: setup
+	$(PY) -m flow $@
+
+# The default suite: fast, runs in CI. test-all adds the slow end-to-end tests.
+test: setup
+	$(PY) -m pytest -q -m "not slow"
+
+test-all: setup
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf build

@@ -1,0 +1,129 @@
+"""Command line of the flow: ``python -m flow <command> ...``; the Makefile is a thin layer over it."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from flow.errors import FlowError
+
+
+def _optional_int(text: str):
+    return None if text in ("", "none", "None") else int(text)
+
+
+def add_model_args(parser: argparse.ArgumentParser):
+    parser.add_argument("--model", default="linear", help="registry name (see `python -m flow models`)")
+    parser.add_argument("--quant", dest="quantizer", default="a2q", help="baseline, a2q or a2q+")
+    parser.add_argument("--P", "--acc-bits", dest="acc_bits", default="16",
+                        help="target accumulator width in bits (A2Q's P); 'none' for baseline")
+    parser.add_argument("--data", default=None, help="data set folder (default: the model's built-in data)")
+    parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: the model's recipe)")
+    parser.add_argument("--device", default="cpu", help="torch device for training, e.g. cuda")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def parse_acc_bits(text):
+    if text is None or str(text).lower() in ("", "none"):
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise FlowError(f"P must be an integer number of bits, got {text!r}") from None
+
+
+def cmd_build(args) -> int:
+    from flow.build import BuildOptions, build
+
+    opts = BuildOptions(
+        model=args.model,
+        quantizer=args.quantizer,
+        acc_bits=parse_acc_bits(args.acc_bits),
+        board=args.board or None,
+        folding=args.folding or None,
+        target_fps=args.fps,
+        data=args.data or None,
+        checkpoint=args.ckpt or None,
+        onnx=args.onnx or None,
+        acc_mode=args.acc_mode or None,
+        epochs=args.epochs,
+        device=args.device,
+        seed=args.seed,
+        train=not args.no_train,
+    )
+    build(opts)
+    return 0
+
+
+def cmd_train(args) -> int:
+    from flow.build import BuildOptions, ensure_checkpoint, validate_acc_bits
+    from models import get_model_spec
+    from models.quant import check_quantizer
+
+    check_quantizer(args.quantizer)
+    spec = get_model_spec(args.model)
+    opts = BuildOptions(model=args.model, quantizer=args.quantizer, data=args.data or None, epochs=args.epochs,
+                        device=args.device, seed=args.seed)
+    opts.acc_bits = validate_acc_bits(parse_acc_bits(args.acc_bits), spec, args.quantizer)
+    path, metrics = ensure_checkpoint(opts, spec)
+    print(f"[train] checkpoint {path}: test top-1 {100 * metrics['test_top1']:.2f}%")
+    return 0
+
+
+def cmd_models(args) -> int:
+    from models import MODELS
+
+    for name, spec in MODELS.items():
+        print(f"{name:12s} {spec.task:18s} {spec.dataset:14s} {spec.description}")
+    return 0
+
+
+def cmd_boards(args) -> int:
+    from flow.config import load_boards
+
+    for name, board in load_boards().items():
+        r = board["resources"]
+        print(f"{name:10s} {board['fpga_part']:22s} LUT {r['lut']:7d}  BRAM18 {r['bram18']:5d}  URAM {r['uram']:3d}  DSP {r['dsp']:5d}")
+    return 0
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m flow", description="A2Q -> FINN flow")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    build = sub.add_parser("build", help="train (if needed), export, run FINN and write reports")
+    add_model_args(build)
+    build.add_argument("--board", default=None, help="board preset (see `python -m flow boards`)")
+    build.add_argument("--folding", default=None, help="folding JSON file or name in build_configs/folding/")
+    build.add_argument("--fps", type=_optional_int, default=None, help="target frames/s (FINN chooses the folding)")
+    build.add_argument("--ckpt", default=None, help="checkpoint to export instead of the default one")
+    build.add_argument("--onnx", default=None, help="build an exported QONNX file (its .a2q.json sidecar gives P)")
+    build.add_argument("--acc-mode", default=None, choices=["target", "exact"],
+                       help="accumulator written to FINN: INT<P> (target, default) or the exact minimum")
+    build.add_argument("--no-train", action="store_true", help="never train; build untrained weights if no checkpoint")
+    build.set_defaults(func=cmd_build)
+
+    train = sub.add_parser("train", help="train a model (resumes an interrupted run)")
+    add_model_args(train)
+    train.set_defaults(func=cmd_train)
+
+    sub.add_parser("models", help="list the registry").set_defaults(func=cmd_models)
+    sub.add_parser("boards", help="list the board presets").set_defaults(func=cmd_boards)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = make_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except FlowError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; rerun the same command to resume (finished checkpoints are kept)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

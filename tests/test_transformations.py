@@ -1,0 +1,104 @@
+"""SetA2QAccumulatorWidth and step_a2q_accumulators on hand-made FINN MVAU graphs whose answer is known."""
+
+import json
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper
+from qonnx.core.datatype import DataType
+from qonnx.core.modelwrapper import ModelWrapper
+from qonnx.custom_op.registry import getCustomOp
+from qonnx.util.basic import qonnx_make_model
+
+from flow.errors import FlowError
+from flow.export import weight_fingerprint
+from flow.steps import ACC_MODE_PROP, SIDECAR_PROP, step_a2q_accumulators
+from flow.transformations import SetA2QAccumulatorWidth
+
+# Two output channels, K=4, inputs UINT2 in [0, 3]:
+#   channel 0 = [3, -2, 1, 0]: partial sums within [-2*3, (3+1)*3] = [-6, 12]
+#   channel 1 = [-5, 4, 0, 2]: partial sums within [-5*3, (4+2)*3] = [-15, 18]
+# The layer needs a signed range [-15, 18]: 6 bits (INT6).
+WEIGHTS_BY_CHANNEL = np.array([[3, -2, 1, 0], [-5, 4, 0, 2]])
+
+
+def make_mvau(weights_by_channel, input_dtype="UINT2", thresholds=None):
+    mh, mw = weights_by_channel.shape
+    inp = helper.make_tensor_value_info("inp", TensorProto.FLOAT, [1, mw])
+    outp = helper.make_tensor_value_info("outp", TensorProto.FLOAT, [1, mh])
+    inputs = ["inp", "weights"] + (["thresholds"] if thresholds is not None else [])
+    node = helper.make_node(
+        "MVAU", inputs, ["outp"], domain="finn.custom_op.fpgadataflow", backend="fpgadataflow", name="MVAU_0",
+        MW=mw, MH=mh, SIMD=1, PE=1, inputDataType=input_dtype, weightDataType="INT8",
+        outputDataType="INT32" if thresholds is None else "UINT2", accDataType="INT32",
+        noActivation=1 if thresholds is None else 0, ActVal=0, binaryXnorMode=0,
+    )
+    model = ModelWrapper(qonnx_make_model(helper.make_graph([node], "mvau", [inp], [outp])))
+    model.set_initializer("weights", weights_by_channel.T.astype(np.float32))
+    model.set_tensor_datatype("inp", DataType[input_dtype])
+    model.set_tensor_datatype("weights", DataType["INT8"])
+    if thresholds is not None:
+        model.set_initializer("thresholds", thresholds.astype(np.float32))
+        model.set_tensor_datatype("thresholds", DataType["INT32"])
+    return model
+
+
+def sidecar_layers(target):
+    return [{"name": "fc", "fingerprint": weight_fingerprint(WEIGHTS_BY_CHANNEL), "acc_bits_target": target}]
+
+
+def acc_dtype(model):
+    return getCustomOp(model.graph.node[0]).get_nodeattr("accDataType")
+
+
+def test_target_mode_writes_int_p():
+    model = make_mvau(WEIGHTS_BY_CHANNEL).transform(SetA2QAccumulatorWidth(sidecar_layers(8), "target"))
+    assert acc_dtype(model) == "INT8"
+    assert getCustomOp(model.graph.node[0]).get_nodeattr("outputDataType") == "INT8"
+    decision = json.loads(model.get_metadata_prop("a2q_accumulators"))["MVAU_0"]
+    assert decision == {"layer": "fc", "acc_bits_target": 8, "acc_bits_exact": 6, "acc_range": [-15, 18],
+                        "acc_datatype": "INT8", "acc_source": "target"}
+
+
+def test_exact_mode_writes_exact_minimum_and_agrees_with_finn():
+    from finn.transformation.fpgadataflow.minimize_accumulator_width import MinimizeAccumulatorWidth
+
+    model = make_mvau(WEIGHTS_BY_CHANNEL).transform(SetA2QAccumulatorWidth(sidecar_layers(8), "exact"))
+    assert acc_dtype(model) == "INT6"
+    finn_model = make_mvau(WEIGHTS_BY_CHANNEL)
+    finn_model.graph.node.append(helper.make_node("Identity", ["outp"], ["after"]))  # not the last node
+    finn_model = finn_model.transform(MinimizeAccumulatorWidth())
+    assert acc_dtype(finn_model) == "INT6"
+
+
+def test_without_metadata_the_exact_minimum_is_used():
+    model = make_mvau(WEIGHTS_BY_CHANNEL).transform(SetA2QAccumulatorWidth([], "target"))
+    assert acc_dtype(model) == "INT6"
+
+
+def test_target_too_small_for_the_weights_is_an_error_naming_the_layer():
+    with pytest.raises(FlowError, match=r"MVAU_0 \(fc\).*6-bit accumulator.*P=5"):
+        make_mvau(WEIGHTS_BY_CHANNEL).transform(SetA2QAccumulatorWidth(sidecar_layers(5), "target"))
+
+
+def test_all_zero_weights_are_an_error_with_advice():
+    with pytest.raises(FlowError, match="every weight is zero.*outside A2Q"):
+        make_mvau(np.zeros((2, 4), dtype=int)).transform(SetA2QAccumulatorWidth([], "target"))
+
+
+def test_unknown_mode():
+    with pytest.raises(FlowError, match="valid: target, exact"):
+        SetA2QAccumulatorWidth([], "widest")
+
+
+def test_step_clips_thresholds_into_the_accumulator_range():
+    thresholds = np.array([[-1e6, 0, 1e6], [-3, 5.5, 40]])
+    model = make_mvau(WEIGHTS_BY_CHANNEL, thresholds=thresholds)
+    model.set_metadata_prop(SIDECAR_PROP, json.dumps({"layers": sidecar_layers(8)}))
+    model.set_metadata_prop(ACC_MODE_PROP, "target")
+    model = step_a2q_accumulators(model, cfg=None)
+    assert acc_dtype(model) == "INT8"
+    clipped = model.get_initializer("thresholds")
+    # rounded up to integers and clipped to [-128, 127 + 1]
+    assert np.array_equal(clipped, np.array([[-128, 0, 128], [-3, 6, 40]], dtype=np.float32))
+    assert model.get_tensor_datatype("thresholds").bitwidth() <= 9
