@@ -18,7 +18,7 @@ import numpy as np
 from flow import accumulator as acc
 from flow.config import REPO_ROOT, get_board, model_defaults, resolve_folding
 from flow.errors import FlowError
-from flow.steps import ACC_MODE_PROP, ESTIMATE_STEPS, SIDECAR_PROP, TASK_PROP
+from flow.steps import ACC_MODE_PROP, ESTIMATE_STEPS, SIDECAR_PROP, TASK_PROP, load_step_list
 
 MAX_ACC_BITS = 32
 FINN_REPORTS = (
@@ -56,7 +56,56 @@ class BuildOptions:
     reports_root: Path = field(default_factory=lambda: REPO_ROOT / "hw_reports")
     work_root: Path = field(default_factory=lambda: REPO_ROOT / "build")
     checkpoint_root: Path = field(default_factory=lambda: REPO_ROOT / "checkpoints")
-    check_samples: int = 8
+    check_samples: int | None = None
+    init_checkpoint: str | None = None
+    max_steps_per_epoch: int | None = None
+
+
+CALIBRATION_SAMPLES = 256
+
+
+def effective_bits(opts: BuildOptions, spec) -> tuple[int, int]:
+    """(weight_bits, act_bits) of the hidden layers: the options' values or the model's defaults."""
+    return opts.weight_bits or spec.weight_bits, opts.act_bits or spec.act_bits
+
+
+def make_model(opts: BuildOptions, spec):
+    weight_bits, act_bits = effective_bits(opts, spec)
+    return spec.make(opts.quantizer, opts.acc_bits, weight_bits=weight_bits, act_bits=act_bits, width=opts.width,
+                     data_dir=opts.data)
+
+
+def calibrate_statistics(model, inputs, batch_size: int = 32):
+    """Forward ``inputs`` in train mode without gradients: batch-norm running statistics (and any
+    statistics-based quantizer scales) follow the data instead of their defaults."""
+    import torch
+
+    model.train()
+    with torch.no_grad():
+        for start in range(0, len(inputs), batch_size):
+            model(inputs[start : start + batch_size])
+    model.eval()
+
+
+def load_float_init(model, path: Path):
+    """Start from a float (or other) checkpoint's matching tensors, as the paper does for classifiers."""
+    import torch
+
+    from flow.train import load_checkpoint
+
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:
+        raise FlowError(f"initial checkpoint {path} cannot be read: {err}") from err
+    state = payload.get("state_dict", payload) if isinstance(payload, dict) else None
+    if not isinstance(state, dict):
+        raise FlowError(f"initial checkpoint {path} holds no state dict")
+    own = model.state_dict()
+    matching = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not matching:
+        raise FlowError(f"initial checkpoint {path} shares no tensor (same name and shape) with the model")
+    model.load_state_dict(matching, strict=False)
+    log(f"[build] initialized {len(matching)}/{len(own)} tensors from {path}")
 
 
 def log(message: str):
@@ -80,7 +129,7 @@ def validate_acc_bits(acc_bits, spec, quantizer: str) -> int | None:
         acc_bits = int(acc_bits)
     except (TypeError, ValueError):
         raise FlowError(f"P must be an integer number of bits, got {acc_bits!r}") from None
-    lowest = min_useful_acc_bits(spec.weight_bits, spec.act_bits if spec.name != "linear" else 1, False)
+    lowest = min_useful_acc_bits(spec.weight_bits, spec.act_bits, False)
     if not lowest <= acc_bits <= MAX_ACC_BITS:
         raise FlowError(
             f"P={acc_bits} is out of range for model {spec.name!r}: with {spec.weight_bits}-bit weights a single "
@@ -97,14 +146,14 @@ def build_tag(opts: BuildOptions, board: str, folding_name: str | None) -> str:
     return f"{name}{width}_{p}_{quant}_{board}" + (f"_{folding_name}" if folding_name else "")
 
 
-def ensure_checkpoint(opts: BuildOptions, spec) -> tuple[Path | None, dict | None]:
+def ensure_checkpoint(opts: BuildOptions, spec, train: bool = True) -> tuple[Path | None, dict | None]:
     """The checkpoint to export: ``opts.checkpoint``, a complete default one, or a fresh training run.
 
     Returns ``(path, metrics)``; ``(None, None)`` when training is off and no checkpoint exists.
     """
-    from flow.train import check_identity, load_checkpoint, model_identity, train_classifier
+    from flow.train import check_identity, format_metrics, load_checkpoint, model_identity, train_model
 
-    identity = model_identity(spec, opts.quantizer, opts.acc_bits, spec.weight_bits, spec.act_bits, opts.width)
+    identity = model_identity(spec, opts.quantizer, opts.acc_bits, *effective_bits(opts, spec), opts.width)
     if opts.checkpoint:
         path = Path(opts.checkpoint)
         payload = load_checkpoint(path)
@@ -117,15 +166,19 @@ def ensure_checkpoint(opts: BuildOptions, spec) -> tuple[Path | None, dict | Non
     if path.is_file():
         payload = load_checkpoint(path)
         check_identity(payload, identity, path)
-        if payload["epoch"] >= epochs:
-            log(f"[build] reusing checkpoint {path} (epoch {payload['epoch']}, test top-1 "
-                f"{100 * payload['metrics']['test_top1']:.2f}%)")
+        if payload["epoch"] >= epochs or not train:
+            log(f"[build] reusing checkpoint {path} (epoch {payload['epoch']}/{epochs}, {format_metrics(payload['metrics'])})")
             return path, payload["metrics"]
-    if not opts.train:
+    if not train:
         return None, None
     log(f"[build] training {spec.name} ({opts.quantizer}, P={opts.acc_bits}) for {epochs} epochs -> {path}")
-    model = spec.factory(opts.quantizer, opts.acc_bits, weight_bits=spec.weight_bits, act_bits=spec.act_bits, width=opts.width)
-    metrics = train_classifier(spec, model, identity, path, data_dir=opts.data, epochs=epochs, device=opts.device, seed=opts.seed)
+    model = make_model(opts, spec)
+    if opts.init_checkpoint:
+        load_float_init(model, Path(opts.init_checkpoint))
+    elif not path.is_file():
+        spec.init_for_a2q(model)
+    metrics = train_model(spec, model, identity, path, data_dir=opts.data, epochs=epochs, device=opts.device,
+                          seed=opts.seed, max_steps_per_epoch=opts.max_steps_per_epoch)
     return path, metrics
 
 
@@ -135,7 +188,7 @@ def sample_inputs(spec, opts: BuildOptions, count: int):
 
     from flow.train import load_dataset
 
-    inputs, _ = load_dataset(spec.dataset, opts.data, "test")
+    inputs, _ = load_dataset(spec.dataset, opts.data, "test", spec.sample_shape(opts.data))
     return torch.as_tensor(inputs[:count])
 
 
@@ -143,10 +196,15 @@ def export_model(opts: BuildOptions, spec, checkpoint: Path | None, work_dir: Pa
     from flow.export import export_qonnx_exact
     from flow.train import load_checkpoint
 
-    model = spec.factory(opts.quantizer, opts.acc_bits, weight_bits=spec.weight_bits, act_bits=spec.act_bits, width=opts.width)
+    model = make_model(opts, spec)
     if checkpoint is not None:
         model.load_state_dict(load_checkpoint(checkpoint)["state_dict"])
-    samples = sample_inputs(spec, opts, max(opts.check_samples, 1))
+    else:
+        initialized = spec.init_for_a2q(model)
+        log(f"[build] no checkpoint: building untrained weights ({'A2Q-aware init, ' if initialized else ''}"
+            "batch-norm statistics from built-in data)")
+        calibrate_statistics(model, sample_inputs(spec, opts, CALIBRATION_SAMPLES))
+    samples = sample_inputs(spec, opts, max(opts.check_samples or spec.check_samples, 1))
     onnx_path = work_dir / "model.onnx"
     log(f"[build] exporting QONNX with exact integer weights -> {onnx_path}")
     sidecar = export_qonnx_exact(
@@ -160,7 +218,11 @@ def export_model(opts: BuildOptions, spec, checkpoint: Path | None, work_dir: Pa
             "acc_bits_target": opts.acc_bits,
             "task": spec.task,
             "weights": "trained" if checkpoint is not None else "untrained",
+            "weight_bits": effective_bits(opts, spec)[0],
+            "act_bits": effective_bits(opts, spec)[1],
+            "width": opts.width,
             "test_top1": (metrics or {}).get("test_top1"),
+            "test_psnr": (metrics or {}).get("test_psnr"),
         },
     )
     check = sidecar["export_check"]
@@ -170,7 +232,7 @@ def export_model(opts: BuildOptions, spec, checkpoint: Path | None, work_dir: Pa
 
 
 def run_finn(onnx_path: Path, sidecar: dict, board: dict, folding: Path | None, target_fps: int | None,
-             acc_mode: str, out_dir: Path) -> Path:
+             acc_mode: str, out_dir: Path, steps: list | None = None) -> Path:
     """Run FINN's builder with the flow's step list; returns the final intermediate model path."""
     from flow.finn_env import import_builder
 
@@ -186,6 +248,7 @@ def run_finn(onnx_path: Path, sidecar: dict, board: dict, folding: Path | None, 
     model.save(str(finn_input))
 
     failures: list[tuple[str, BaseException]] = []
+    steps = list(steps or ESTIMATE_STEPS)
 
     def recorded(step):
         """Remember the exception of a failing step, so the driver can report it cleanly."""
@@ -212,13 +275,13 @@ def run_finn(onnx_path: Path, sidecar: dict, board: dict, folding: Path | None, 
         output_dir=str(out_dir),
         synth_clk_period_ns=board["clock_ns"],
         fpga_part=board["fpga_part"],
-        steps=[recorded(step) for step in ESTIMATE_STEPS],
+        steps=[recorded(step) for step in steps],
         generate_outputs=[DataflowOutputType.ESTIMATE_REPORTS],
         folding_config_file=str(folding) if folding else None,
         target_fps=None if folding else target_fps,
         save_intermediate_models=True,
     )
-    log(f"[build] FINN build ({len(ESTIMATE_STEPS)} steps) -> {out_dir}")
+    log(f"[build] FINN build ({len(steps)} steps) -> {out_dir}")
     stdout, stderr = sys.stdout, sys.stderr
     try:
         exit_code = build_dataflow.build_dataflow_cfg(str(finn_input), cfg)
@@ -231,7 +294,8 @@ def run_finn(onnx_path: Path, sidecar: dict, board: dict, folding: Path | None, 
         raise FlowError(f"FINN step {name} failed: {type(err).__name__}: {err} (build log: {out_dir / 'build_dataflow.log'})") from err
     if exit_code != 0:
         raise FlowError(f"FINN build failed with exit code {exit_code}; see {out_dir / 'build_dataflow.log'}")
-    final = out_dir / "intermediate_models" / f"{ESTIMATE_STEPS[-1]}.onnx"
+    last = steps[-1] if isinstance(steps[-1], str) else steps[-1].__name__
+    final = out_dir / "intermediate_models" / f"{last}.onnx"
     if not final.is_file():
         raise FlowError(f"FINN build left no final model at {final}")
     return final
@@ -261,6 +325,8 @@ def finn_check(final_model_path: Path, onnx_path: Path, inputs: np.ndarray, task
     from qonnx.transformation.infer_shapes import InferShapes
     from qonnx.transformation.insert_topk import InsertTopK
 
+    from flow.transformations import to_graph_input
+
     reference = ModelWrapper(str(onnx_path))
     if task == "classification":
         reference = reference.transform(InsertTopK(k=1)).transform(InferShapes())
@@ -269,9 +335,10 @@ def finn_check(final_model_path: Path, onnx_path: Path, inputs: np.ndarray, task
     finn_in, finn_out = finn_model.graph.input[0].name, finn_model.graph.output[0].name
     max_abs_diff = 0.0
     for sample in inputs:
-        expected = execute_onnx(reference, {ref_in: sample[None].astype(np.float32)})[ref_out]
+        sample = to_graph_input(reference, sample[None])
+        expected = execute_onnx(reference, {ref_in: sample})[ref_out]
         finn_shape = finn_model.get_tensor_shape(finn_in)
-        produced = execute_onnx(finn_model, {finn_in: sample.reshape(finn_shape).astype(np.float32)})[finn_out]
+        produced = execute_onnx(finn_model, {finn_in: sample.reshape(finn_shape)})[finn_out]
         max_abs_diff = max(max_abs_diff, float(np.abs(produced.reshape(expected.shape) - expected).max()))
     return {"max_abs_diff": max_abs_diff, "samples": int(len(inputs)), "passed": max_abs_diff <= 1e-4,
             "compared": "top-1 label" if task == "classification" else "output"}
@@ -308,14 +375,16 @@ def build(opts: BuildOptions) -> dict:
     log(f"[build] {tag}: board {board['name']} ({board['fpga_part']}), accumulator mode {acc_mode}")
 
     if spec is not None:
-        checkpoint, metrics = ensure_checkpoint(opts, spec)
+        checkpoint, metrics = ensure_checkpoint(opts, spec, train=opts.train and spec.train_on_build)
         onnx_path, sidecar = export_model(opts, spec, checkpoint, work_dir, metrics)
         check_inputs = np.load(work_dir / "check_inputs.npy")
     else:
-        onnx_path, sidecar, check_inputs = import_onnx(onnx_src, work_dir, opts.check_samples)
+        onnx_path, sidecar, check_inputs = import_onnx(onnx_src, work_dir, opts.check_samples or 8)
 
+    steps = load_step_list(spec.finn_steps if spec is not None else None)
     summary = finn_and_report(onnx_path, sidecar, check_inputs, board, folding, target_fps, acc_mode, work_dir,
-                              report_dir, options={k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()})
+                              report_dir, options={k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()},
+                              steps=steps)
     log(f"[build] done in {time.time() - started:.0f} s: {report_dir / 'summary.md'}")
     return summary
 
@@ -326,7 +395,7 @@ def import_onnx(onnx_src: Path, work_dir: Path, samples: int) -> tuple[Path, dic
     from qonnx.util.cleanup import cleanup_model
 
     from flow.export import load_sidecar
-    from flow.transformations import RemoveIdentityInputQuant
+    from flow.transformations import IntegerInputFromQuant, graph_input_scale
 
     try:
         model = ModelWrapper(str(onnx_src))
@@ -342,7 +411,7 @@ def import_onnx(onnx_src: Path, work_dir: Path, samples: int) -> tuple[Path, dic
         model = cleanup_model(model)
     except Exception as err:
         raise FlowError(f"{onnx_src} is not a valid QONNX model: {err}") from err
-    model = model.transform(RemoveIdentityInputQuant(unsigned_binary=sidecar.get("input_datatype") == "BINARY"))
+    model = model.transform(IntegerInputFromQuant(unsigned_binary=sidecar.get("input_datatype") == "BINARY"))
     onnx_path = work_dir / "model.onnx"
     model.save(str(onnx_path))
     input_name = model.graph.input[0].name
@@ -350,18 +419,20 @@ def import_onnx(onnx_src: Path, work_dir: Path, samples: int) -> tuple[Path, dic
     shape = model.get_tensor_shape(input_name)
     rng = np.random.default_rng(0)
     if dtype.is_integer():
-        inputs = rng.integers(int(dtype.min()), int(dtype.max()) + 1, size=(samples, *shape[1:])).astype(np.float32)
+        # float-domain inputs whose integer form spans the input datatype
+        inputs = rng.integers(int(dtype.min()), int(dtype.max()) + 1, size=(samples, *shape[1:])) * graph_input_scale(model)
     else:
         inputs = rng.random((samples, *shape[1:])).astype(np.float32)
     return onnx_path, sidecar, inputs
 
 
 def finn_and_report(onnx_path: Path, sidecar: dict, check_inputs: np.ndarray, board: dict, folding: Path | None,
-                    target_fps: int | None, acc_mode: str, work_dir: Path, report_dir: Path, options: dict) -> dict:
+                    target_fps: int | None, acc_mode: str, work_dir: Path, report_dir: Path, options: dict,
+                    steps: list | None = None) -> dict:
     """FINN build, FINN-vs-QONNX check and summary for an exported model (shared by all entry points)."""
     from flow.reports import write_summary
 
-    final_model = run_finn(onnx_path, sidecar, board, folding, target_fps, acc_mode, work_dir / "finn")
+    final_model = run_finn(onnx_path, sidecar, board, folding, target_fps, acc_mode, work_dir / "finn", steps=steps)
     check = finn_check(final_model, onnx_path, check_inputs, sidecar.get("task", "classification"))
     log(f"[build] FINN-vs-QONNX check ({check['compared']}, {check['samples']} samples): max abs diff {check['max_abs_diff']:.3g}")
     summary = write_summary(

@@ -58,6 +58,7 @@ def cmd_build(args) -> int:
 
 def cmd_train(args) -> int:
     from flow.build import BuildOptions, ensure_checkpoint, validate_acc_bits
+    from flow.train import format_metrics
     from models import get_model_spec
     from models.quant import check_quantizer
 
@@ -66,8 +67,8 @@ def cmd_train(args) -> int:
     opts = BuildOptions(model=args.model, quantizer=args.quantizer, data=args.data or None, epochs=args.epochs,
                         device=args.device, seed=args.seed)
     opts.acc_bits = validate_acc_bits(parse_acc_bits(args.acc_bits), spec, args.quantizer)
-    path, metrics = ensure_checkpoint(opts, spec)
-    print(f"[train] checkpoint {path}: test top-1 {100 * metrics['test_top1']:.2f}%")
+    path, metrics = ensure_checkpoint(opts, spec, train=True)
+    print(f"[train] checkpoint {path}: {format_metrics(metrics)}")
     return 0
 
 

@@ -22,7 +22,7 @@ from torch import nn
 
 from flow import accumulator as acc
 from flow.errors import FlowError
-from flow.transformations import RemoveIdentityInputQuant
+from flow.transformations import IntegerInputFromQuant, graph_input_scale, to_graph_input
 
 SIDECAR_SUFFIX = ".a2q.json"
 # Exported and torch outputs must agree to float32 rounding of the same integer arithmetic.
@@ -204,7 +204,8 @@ def export_qonnx_exact(
     wrapper = cleanup_model(ModelWrapper(str(onnx_path)))
     first = next(iter(records.values()))
     binary_input = first["input_bits"] == 1 and not first["input_signed"]
-    wrapper = wrapper.transform(RemoveIdentityInputQuant(unsigned_binary=binary_input))
+    wrapper = wrapper.transform(IntegerInputFromQuant(unsigned_binary=binary_input))
+    input_scale = graph_input_scale(wrapper)
     wrapper.save(str(onnx_path))
 
     input_name = wrapper.graph.input[0].name
@@ -214,7 +215,7 @@ def export_qonnx_exact(
         with torch.no_grad():
             expected = model(one[None])
         expected = (expected.value if hasattr(expected, "value") else expected).detach().numpy()
-        produced = execute_onnx(wrapper, {input_name: one[None].detach().numpy()})[output_name]
+        produced = execute_onnx(wrapper, {input_name: to_graph_input(wrapper, one[None].detach().numpy())})[output_name]
         max_abs_diff = max(max_abs_diff, float(np.abs(produced - expected).max()))
 
     onnx_ints = onnx_weight_ints(wrapper)
@@ -228,6 +229,7 @@ def export_qonnx_exact(
         "onnx": onnx_path.name,
         "input_shape": list(sample.shape[1:]),
         "input_datatype": wrapper.get_tensor_datatype(input_name).name,
+        "input_scale": input_scale,
         "layers": layers_meta,
         "export_check": {"max_abs_diff": max_abs_diff, "l1_bound_ok": l1_ok, "weights_exact": weights_exact},
     }

@@ -68,3 +68,29 @@ ESTIMATE_STEPS = [
     step_a2q_accumulators,
     "step_generate_estimate_reports",
 ]
+
+
+def estimate_steps(streamline: list | None = None, before_convert: list | None = None) -> list:
+    """The estimate-only step list with ``step_streamline`` replaced by ``streamline`` (a list of
+    steps, names or functions) and ``before_convert`` inserted ahead of ``step_convert_to_hw``.
+    Topology-specific models build their list with this, so the A2Q steps stay in place."""
+    steps = []
+    for step in ESTIMATE_STEPS:
+        if step == "step_streamline" and streamline is not None:
+            steps.extend(streamline)
+            continue
+        if step == "step_convert_to_hw" and before_convert:
+            steps.extend(before_convert)
+        steps.append(step)
+    return steps
+
+
+def load_step_list(reference: str | None) -> list:
+    """Resolve a ``"module:attribute"`` step-list reference (None: the default estimate steps)."""
+    if not reference:
+        return list(ESTIMATE_STEPS)
+    import importlib
+
+    module_name, _, attribute = reference.partition(":")
+    steps = getattr(importlib.import_module(module_name), attribute)
+    return list(steps() if callable(steps) else steps)

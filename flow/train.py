@@ -22,14 +22,26 @@ from flow.errors import FlowError
 CHECKPOINT_FORMAT = 1
 
 
-def load_dataset(name: str, data_dir: str | None, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Inputs and targets of a named data set split as tensors (whole split in memory)."""
-    if name == "binary-mnist":
-        from flow.data import load_binary_mnist
+DATASETS = ("binary-mnist", "image-classification", "super-resolution")
 
-        features, labels = load_binary_mnist(data_dir, split)
-        return torch.from_numpy(features), torch.from_numpy(labels)
-    raise FlowError(f"unknown data set {name!r}; valid: binary-mnist")
+
+def load_dataset(name: str, data_dir: str | None, split: str, input_shape: tuple | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs and targets of a named data set split as tensors (whole split in memory).
+
+    ``input_shape`` (one sample, C x H x W) sets the low-resolution patch size of super-resolution.
+    """
+    from flow import data
+
+    if name == "binary-mnist":
+        inputs, targets = data.load_binary_mnist(data_dir, split)
+    elif name == "image-classification":
+        inputs, targets = data.load_image_classification(data_dir, split)
+    elif name == "super-resolution":
+        lr_size = input_shape[-1] if input_shape else 16
+        inputs, targets = data.load_super_resolution(data_dir, split, lr_size=lr_size)
+    else:
+        raise FlowError(f"unknown data set {name!r}; valid: {', '.join(DATASETS)}")
+    return torch.from_numpy(inputs), torch.from_numpy(targets)
 
 
 class A2QRegularizer:
@@ -61,6 +73,26 @@ class A2QRegularizer:
     def remove(self):
         for hook in self._hooks:
             hook.remove()
+
+
+@torch.no_grad()
+def evaluate_psnr(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, device: str = "cpu", batch_size: int = 64) -> float:
+    """Mean PSNR in dB of a super-resolution model's outputs (clamped to [0, 1]) against the targets."""
+    model.eval()
+    psnrs = []
+    for start in range(0, len(inputs), batch_size):
+        output = model(inputs[start : start + batch_size].to(device))
+        output = (output.value if hasattr(output, "value") else output).clamp(0, 1).cpu()
+        mse = ((output - targets[start : start + batch_size]) ** 2).flatten(1).mean(1).clamp_min(1e-10)
+        psnrs.append(10 * torch.log10(1.0 / mse))
+    return float(torch.cat(psnrs).mean())
+
+
+def evaluate(model: nn.Module, task: str, inputs, targets, device: str = "cpu") -> dict:
+    """The task's metric: ``test_top1`` (fraction) for classification, ``test_psnr`` (dB) otherwise."""
+    if task == "classification":
+        return {"test_top1": evaluate_top1(model, inputs, targets, device)}
+    return {"test_psnr": evaluate_psnr(model, inputs, targets, device)}
 
 
 @torch.no_grad()
@@ -115,7 +147,7 @@ def check_identity(payload: dict, identity: dict, path: Path):
         raise FlowError(f"checkpoint {path} was trained for another configuration ({diff})")
 
 
-def train_classifier(
+def train_model(
     spec,
     model: nn.Module,
     identity: dict,
@@ -129,14 +161,15 @@ def train_classifier(
 ) -> dict:
     """Train ``model`` with ``spec.recipe``; resumes from ``checkpoint_path`` if it holds fewer epochs.
 
-    Writes the checkpoint after every epoch and returns the metrics dict (``test_top1`` in [0, 1]).
+    Writes the checkpoint after every epoch and returns the metrics dict: ``test_top1`` (fraction)
+    for classification, ``test_psnr`` (dB) for super-resolution.
     """
     recipe = dict(spec.recipe)
     epochs = recipe["epochs"] if epochs is None else epochs
     torch.manual_seed(seed)
     np.random.seed(seed)
-    train_x, train_y = load_dataset(spec.dataset, data_dir, "train")
-    test_x, test_y = load_dataset(spec.dataset, data_dir, "test")
+    train_x, train_y = load_dataset(spec.dataset, data_dir, "train", spec.input_shape)
+    test_x, test_y = load_dataset(spec.dataset, data_dir, "test", spec.input_shape)
     model.to(device)
 
     params = [p for p in model.parameters() if p.requires_grad]
@@ -160,7 +193,7 @@ def train_classifier(
         log(f"[train] resuming {checkpoint_path.name} after epoch {start_epoch}/{epochs}")
 
     regularizer = A2QRegularizer(model)
-    loss_fn = nn.CrossEntropyLoss()
+    loss_fn = nn.CrossEntropyLoss() if spec.task == "classification" else nn.MSELoss()
     batch_size = recipe["batch_size"]
     steps = math.ceil(len(train_x) / batch_size)
     if max_steps_per_epoch:
@@ -172,22 +205,23 @@ def train_classifier(
         t0, loss_sum, reg_sum = time.time(), 0.0, 0.0
         for step in range(steps):
             idx = order[step * batch_size : (step + 1) * batch_size]
-            logits = model(train_x[idx].to(device))
-            loss = loss_fn(logits, train_y[idx].to(device))
+            outputs = model(train_x[idx].to(device))
+            outputs = outputs.value if hasattr(outputs, "value") else outputs
+            loss = loss_fn(outputs, train_y[idx].to(device))
             penalty = regularizer.pop()
             total = loss + recipe["reg_lambda"] * penalty
             optimizer.zero_grad()
             total.backward()
             optimizer.step()
-            loss_sum += float(loss)
-            reg_sum += float(penalty)
+            loss_sum += float(loss.detach())
+            reg_sum += float(penalty.detach()) if torch.is_tensor(penalty) else float(penalty)
             if (step + 1) % max(1, steps // 5) == 0 or step + 1 == steps:
                 log(f"[train] epoch {epoch + 1}/{epochs} step {step + 1}/{steps} loss {loss_sum / (step + 1):.4f} "
                     f"a2q_penalty {reg_sum / (step + 1):.4g} ({time.time() - t0:.1f} s)")
         scheduler.step()
-        top1 = evaluate_top1(model, test_x, test_y, device)
-        history.append({"epoch": epoch + 1, "train_loss": loss_sum / steps, "test_top1": top1})
-        log(f"[train] epoch {epoch + 1}/{epochs} test top-1 {100 * top1:.2f}%")
+        metrics = evaluate(model, spec.task, test_x, test_y, device)
+        history.append({"epoch": epoch + 1, "train_loss": loss_sum / steps, **metrics})
+        log(f"[train] epoch {epoch + 1}/{epochs} " + format_metrics(metrics))
         save_checkpoint(
             checkpoint_path,
             {
@@ -198,7 +232,7 @@ def train_classifier(
                 "scheduler": scheduler.state_dict(),
                 "epoch": epoch + 1,
                 "history": history,
-                "metrics": {"test_top1": top1},
+                "metrics": metrics,
                 "seed": seed,
             },
         )
@@ -206,6 +240,19 @@ def train_classifier(
     model.cpu().eval()
     if not history:
         raise FlowError(f"no epoch was trained (epochs={epochs}, checkpoint at epoch {start_epoch})")
-    metrics = {"test_top1": history[-1]["test_top1"], "epochs": history[-1]["epoch"]}
+    metrics = {k: v for k, v in history[-1].items() if k.startswith("test_")}
+    metrics["epochs"] = history[-1]["epoch"]
     (checkpoint_path.with_suffix(".metrics.json")).write_text(json.dumps({**identity, **metrics, "history": history}, indent=2))
     return metrics
+
+
+train_classifier = train_model  # the name the linear-model code paths use
+
+
+def format_metrics(metrics: dict) -> str:
+    parts = []
+    if metrics.get("test_top1") is not None:
+        parts.append(f"test top-1 {100 * metrics['test_top1']:.2f}%")
+    if metrics.get("test_psnr") is not None:
+        parts.append(f"test PSNR {metrics['test_psnr']:.2f} dB")
+    return ", ".join(parts) or "no metric"

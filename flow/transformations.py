@@ -9,14 +9,16 @@ from qonnx.transformation.base import Transformation
 from flow.errors import FlowError
 
 
-class RemoveIdentityInputQuant(Transformation):
-    """Drop an input quantizer that is the identity on integer inputs; annotate the input's datatype.
+class IntegerInputFromQuant(Transformation):
+    """Make the graph input the integer that its input quantizer produces.
 
-    A ``Quant`` with scale 1 and zero point 0 leaves integers of its range unchanged, so the graph
-    input can carry that datatype itself (FINN wants an integer-typed input). Brevitas exports a
-    1-bit *unsigned* input quantizer as ``BipolarQuant`` ({-1, +1}); with ``unsigned_binary`` such a
-    node is read as the {0, 1} quantizer it was trained as, and the input becomes ``BINARY``.
-    The contract afterwards: callers feed integers of the annotated datatype.
+    ``Quant(x, s, 0, bits)`` at the graph input becomes ``Mul(x_int, s)`` (or nothing when s == 1),
+    and the input is annotated with the integer datatype (UINTn/INTn, BINARY for 1 bit): FINN wants
+    an integer-typed input, and the streamliner moves the scale ``s`` into the next thresholds.
+    Brevitas exports a 1-bit *unsigned* input quantizer as ``BipolarQuant`` ({-1, +1}); with
+    ``unsigned_binary`` such a node is read as the {0, 1} quantizer it was trained as.
+    Contract afterwards: callers feed ``x_int = round(x / s)``; the scale is stored in the model's
+    ``input_scale`` metadata property.
     """
 
     def __init__(self, unsigned_binary: bool = False):
@@ -24,15 +26,18 @@ class RemoveIdentityInputQuant(Transformation):
         self.unsigned_binary = unsigned_binary
 
     def apply(self, model):
+        from onnx import helper
+
         graph_input = model.graph.input[0].name
         node = model.find_consumer(graph_input)
         if node is None or node.op_type not in ("Quant", "BipolarQuant"):
             return model, False
         scale = model.get_initializer(node.input[1])
-        if scale is None or not np.all(scale == 1):
+        if scale is None or scale.size != 1 or float(scale.reshape(-1)[0]) <= 0:
             return model, False
+        scale = float(scale.reshape(-1)[0])
         if node.op_type == "BipolarQuant":
-            if not self.unsigned_binary:
+            if not self.unsigned_binary or scale != 1:
                 return model, False
             dtype = DataType["BINARY"]
         else:
@@ -43,13 +48,34 @@ class RemoveIdentityInputQuant(Transformation):
             bits = int(bit_width)
             signed = next((a.i for a in node.attribute if a.name == "signed"), 1)
             dtype = DataType[f"INT{bits}" if signed else ("BINARY" if bits == 1 else f"UINT{bits}")]
-        for consumer in model.find_consumers(node.output[0]):
-            for i, name in enumerate(consumer.input):
-                if name == node.output[0]:
-                    consumer.input[i] = graph_input
         model.graph.node.remove(node)
+        if scale == 1:
+            for consumer in model.find_consumers(node.output[0]):
+                for i, name in enumerate(consumer.input):
+                    if name == node.output[0]:
+                        consumer.input[i] = graph_input
+        else:
+            scale_name = model.make_new_valueinfo_name()
+            model.set_initializer(scale_name, np.asarray(scale, dtype=np.float32))
+            model.graph.node.insert(0, helper.make_node("Mul", [graph_input, scale_name], [node.output[0]]))
+            model.set_tensor_datatype(node.output[0], DataType["FLOAT32"])
         model.set_tensor_datatype(graph_input, dtype)
+        model.set_metadata_prop("input_scale", repr(scale))
         return model, False
+
+
+def graph_input_scale(model) -> float:
+    """The scale between float inputs and the integer graph input (1.0 when none was recorded)."""
+    return float(model.get_metadata_prop("input_scale") or 1.0)
+
+
+def to_graph_input(model, x: np.ndarray) -> np.ndarray:
+    """Float model inputs -> what the graph takes after IntegerInputFromQuant (round, clip, float32)."""
+    dtype = model.get_tensor_datatype(model.graph.input[0].name)
+    x = np.asarray(x, dtype=np.float64)
+    if dtype.is_integer():
+        x = np.clip(np.round(x / graph_input_scale(model)), dtype.min(), dtype.max())
+    return x.astype(np.float32)
 
 
 def layer_weights_by_channel(model, node) -> np.ndarray:

@@ -50,6 +50,15 @@ class BinaryInputQuant(Uint8ActPerTensorFloat):
     max_val = 1.0
 
 
+class ImageInputQuant(Uint8ActPerTensorFloat):
+    """8-bit unsigned image input in [0, 1] with the fixed scale 1/255: the integer is the pixel value."""
+
+    bit_width = 8
+    scaling_impl_type = ScalingImplType.CONST
+    scaling_const = 1.0
+    max_val = 1.0
+
+
 class UnsignedActQuant(Uint8ActPerTensorFloat):
     """Unsigned activation (after ReLU) with a learned per-tensor scale."""
 

@@ -21,7 +21,7 @@ def roots(tmp_path_factory, fashion_mnist):
     root = tmp_path_factory.mktemp("build")
     spec = get_model_spec("linear")
     for p in (12, 16):
-        model = spec.factory("a2q", p)
+        model = spec.make("a2q", p)
         identity = model_identity(spec, "a2q", p, spec.weight_bits, spec.act_bits, 1.0)
         # a short real training run (20 steps) so the weights are trained, not random
         train_classifier(spec, model, identity, root / "ckpt" / f"linear_a2q_P{p}.pt", epochs=1, max_steps_per_epoch=20,
