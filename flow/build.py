@@ -70,6 +70,10 @@ def effective_bits(opts: BuildOptions, spec) -> tuple[int, int]:
 
 
 def make_model(opts: BuildOptions, spec):
+    """The registry model for ``opts``, with seeded initial weights."""
+    import torch
+
+    torch.manual_seed(opts.seed)
     weight_bits, act_bits = effective_bits(opts, spec)
     return spec.make(opts.quantizer, opts.acc_bits, weight_bits=weight_bits, act_bits=act_bits, width=opts.width,
                      data_dir=opts.data)
