@@ -17,6 +17,7 @@ DATA ?=
 CKPT ?=
 ONNX ?=
 ACC_MODE ?=
+REPORTS ?=
 EPOCHS ?=
 DEVICE ?= cpu
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
@@ -27,7 +28,7 @@ MODEL_ARGS = --model $(MODEL) --quant $(QUANT) --P $(P) --device $(DEVICE) $(cal
 BUILD_ARGS = $(MODEL_ARGS) $(call opt,--board,$(BOARD)) $(call opt,--folding,$(FOLDING)) $(call opt,--fps,$(FPS)) \
              $(call opt,--ckpt,$(CKPT)) $(call opt,--onnx,$(ONNX)) $(call opt,--acc-mode,$(ACC_MODE))
 
-.PHONY: setup data build train test test-all models boards clean
+.PHONY: setup data build train compare test test-all models boards clean
 
 setup: $(STAMP) data
 
@@ -57,6 +58,10 @@ build: setup
 
 train: setup
 	$(PY) -m flow train $(MODEL_ARGS)
+
+# One table (CSV, Markdown) and plots over the builds in REPORTS (default: everything in hw_reports/).
+compare: setup
+	$(PY) -m flow compare $(REPORTS)
 
 models boards: setup
 	$(PY) -m flow $@

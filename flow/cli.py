@@ -89,6 +89,16 @@ def cmd_boards(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    from flow.compare import collect, write_comparison
+
+    reports = [Path(p) for p in args.reports] if args.reports else [Path("hw_reports")]
+    rows = collect(reports)
+    paths = write_comparison(rows, Path(args.out))
+    print(f"[compare] {len(rows)} builds -> " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m flow", description="A2Q -> FINN flow")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -108,6 +118,11 @@ def make_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train a model (resumes an interrupted run)")
     add_model_args(train)
     train.set_defaults(func=cmd_train)
+
+    compare = sub.add_parser("compare", help="one table and plots over many build reports")
+    compare.add_argument("reports", nargs="*", help="report folders or summary.json files (default: hw_reports/)")
+    compare.add_argument("--out", default="hw_reports/comparison", help="output folder")
+    compare.set_defaults(func=cmd_compare)
 
     sub.add_parser("models", help="list the registry").set_defaults(func=cmd_models)
     sub.add_parser("boards", help="list the board presets").set_defaults(func=cmd_boards)
