@@ -18,6 +18,7 @@ CKPT ?=
 ONNX ?=
 ACC_MODE ?=
 REPORTS ?=
+OUTPUTS ?=
 EPOCHS ?=
 DEVICE ?= cpu
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
@@ -26,7 +27,8 @@ FASHION_MNIST := /usr/share/datasets/fashion-mnist
 opt = $(if $(strip $(2)),$(1) $(2))
 MODEL_ARGS = --model $(MODEL) --quant $(QUANT) --P $(P) --device $(DEVICE) $(call opt,--data,$(DATA)) $(call opt,--epochs,$(EPOCHS))
 BUILD_ARGS = $(MODEL_ARGS) $(call opt,--board,$(BOARD)) $(call opt,--folding,$(FOLDING)) $(call opt,--fps,$(FPS)) \
-             $(call opt,--ckpt,$(CKPT)) $(call opt,--onnx,$(ONNX)) $(call opt,--acc-mode,$(ACC_MODE))
+             $(call opt,--ckpt,$(CKPT)) $(call opt,--onnx,$(ONNX)) $(call opt,--acc-mode,$(ACC_MODE)) \
+             $(call opt,--outputs,$(OUTPUTS))
 
 .PHONY: setup data build train compare test test-all models boards clean
 

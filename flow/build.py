@@ -59,6 +59,7 @@ class BuildOptions:
     check_samples: int | None = None
     init_checkpoint: str | None = None
     max_steps_per_epoch: int | None = None
+    outputs: str = "estimates"
 
 
 CALIBRATION_SAMPLES = 256
@@ -236,7 +237,7 @@ def export_model(opts: BuildOptions, spec, checkpoint: Path | None, work_dir: Pa
 
 
 def run_finn(onnx_path: Path, sidecar: dict, board: dict, folding: Path | None, target_fps: int | None,
-             acc_mode: str, out_dir: Path, steps: list | None = None) -> Path:
+             acc_mode: str, out_dir: Path, steps: list | None = None, extra_config: dict | None = None) -> Path:
     """Run FINN's builder with the flow's step list; returns the final intermediate model path."""
     from flow.finn_env import import_builder
 
@@ -275,16 +276,17 @@ def run_finn(onnx_path: Path, sidecar: dict, board: dict, folding: Path | None, 
 
     if out_dir.exists():
         shutil.rmtree(out_dir)
-    cfg = DataflowBuildConfig(
-        output_dir=str(out_dir),
-        synth_clk_period_ns=board["clock_ns"],
-        fpga_part=board["fpga_part"],
-        steps=[recorded(step) for step in steps],
-        generate_outputs=[DataflowOutputType.ESTIMATE_REPORTS],
-        folding_config_file=str(folding) if folding else None,
-        target_fps=None if folding else target_fps,
-        save_intermediate_models=True,
-    )
+    config = {
+        "output_dir": str(out_dir),
+        "synth_clk_period_ns": board["clock_ns"],
+        "fpga_part": board["fpga_part"],
+        "generate_outputs": [DataflowOutputType.ESTIMATE_REPORTS],
+        "folding_config_file": str(folding) if folding else None,
+        "target_fps": None if folding else target_fps,
+        "save_intermediate_models": True,
+        **(extra_config or {}),
+    }
+    cfg = DataflowBuildConfig(steps=[recorded(step) for step in steps], **config)
     log(f"[build] FINN build ({len(steps)} steps) -> {out_dir}")
     stdout, stderr = sys.stdout, sys.stderr
     try:
@@ -353,7 +355,10 @@ def build(opts: BuildOptions) -> dict:
     from models import get_model_spec
     from models.quant import check_quantizer
 
+    from flow.vivado import check_outputs
+
     started = time.time()
+    check_outputs(opts.outputs)
     check_quantizer(opts.quantizer)
     spec = None if opts.onnx else get_model_spec(opts.model)
     defaults = model_defaults(opts.model) if not opts.onnx else {}
@@ -388,7 +393,7 @@ def build(opts: BuildOptions) -> dict:
     steps = load_step_list(spec.finn_steps if spec is not None else None)
     summary = finn_and_report(onnx_path, sidecar, check_inputs, board, folding, target_fps, acc_mode, work_dir,
                               report_dir, options={k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()},
-                              steps=steps)
+                              steps=steps, outputs=opts.outputs)
     log(f"[build] done in {time.time() - started:.0f} s: {report_dir / 'summary.md'}")
     return summary
 
@@ -432,11 +437,24 @@ def import_onnx(onnx_src: Path, work_dir: Path, samples: int) -> tuple[Path, dic
 
 def finn_and_report(onnx_path: Path, sidecar: dict, check_inputs: np.ndarray, board: dict, folding: Path | None,
                     target_fps: int | None, acc_mode: str, work_dir: Path, report_dir: Path, options: dict,
-                    steps: list | None = None) -> dict:
-    """FINN build, FINN-vs-QONNX check and summary for an exported model (shared by all entry points)."""
-    from flow.reports import write_summary
+                    steps: list | None = None, outputs: str = "estimates") -> dict:
+    """FINN build, FINN-vs-QONNX check and summary for an exported model (shared by all entry points).
 
-    final_model = run_finn(onnx_path, sidecar, board, folding, target_fps, acc_mode, work_dir / "finn", steps=steps)
+    ``outputs="bitfile"`` runs FINN's whole flow when the Xilinx tools exist; without them it writes the
+    estimate report and then raises the FlowError that names the missing tools and the outputs.
+    """
+    from flow.reports import write_summary
+    from flow.vivado import bitfile_config, check_outputs, require_tools_for, vivado_figures
+
+    check_outputs(outputs)
+    steps = list(steps or ESTIMATE_STEPS)
+    extra_config = None
+    from flow.finn_env import missing_xilinx_tools
+
+    if outputs == "bitfile" and not missing_xilinx_tools():
+        steps, extra_config = bitfile_config(board, steps)
+    final_model = run_finn(onnx_path, sidecar, board, folding, target_fps, acc_mode, work_dir / "finn", steps=steps,
+                           extra_config=extra_config)
     check = finn_check(final_model, onnx_path, check_inputs, sidecar.get("task", "classification"))
     log(f"[build] FINN-vs-QONNX check ({check['compared']}, {check['samples']} samples): max abs diff {check['max_abs_diff']:.3g}")
     summary = write_summary(
@@ -450,7 +468,10 @@ def finn_and_report(onnx_path: Path, sidecar: dict, check_inputs: np.ndarray, bo
         target_fps=target_fps,
         finn_check=check,
         options=options,
+        vivado=vivado_figures(work_dir / "finn" / "report"),
     )
+    require_tools_for(outputs, [report_dir / "summary.json", report_dir / "summary.md", report_dir / "finn_reports",
+                                work_dir / "model.onnx", final_model])
     if not check["passed"]:
         raise FlowError(f"the FINN graph does not match the QONNX model (max abs diff {check['max_abs_diff']}); see {report_dir}")
     return summary

@@ -51,6 +51,7 @@ def cmd_build(args) -> int:
         device=args.device,
         seed=args.seed,
         train=not args.no_train,
+        outputs=args.outputs,
     )
     build(opts)
     return 0
@@ -112,6 +113,7 @@ def make_parser() -> argparse.ArgumentParser:
     build.add_argument("--onnx", default=None, help="build an exported QONNX file (its .a2q.json sidecar gives P)")
     build.add_argument("--acc-mode", default=None, choices=["target", "exact"],
                        help="accumulator written to FINN: INT<P> (target, default) or the exact minimum")
+    build.add_argument("--outputs", default="estimates", help="estimates (default) or bitfile (needs Vivado)")
     build.add_argument("--no-train", action="store_true", help="never train; build untrained weights if no checkpoint")
     build.set_defaults(func=cmd_build)
 

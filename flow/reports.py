@@ -127,7 +127,8 @@ def fit_check(totals: dict, board: dict) -> dict:
 
 
 def write_summary(report_dir: Path, final_model_path: Path, finn_report_dir: Path, sidecar: dict, board: dict,
-                  acc_mode: str, folding: Path | None, target_fps, finn_check: dict, options: dict) -> dict:
+                  acc_mode: str, folding: Path | None, target_fps, finn_check: dict, options: dict,
+                  vivado: dict | None = None) -> dict:
     """Collect FINN's reports and our A2Q data into ``report_dir``; returns the summary dict."""
     from qonnx.core.modelwrapper import ModelWrapper
 
@@ -141,6 +142,7 @@ def write_summary(report_dir: Path, final_model_path: Path, finn_report_dir: Pat
     performance = read("estimate_network_performance.json")
     rows = layer_rows(model, resources, cycles, sidecar)
     totals = totals_of(rows, performance, board["clock_ns"])
+    totals.update(vivado or {})
     summary = {
         "format": SUMMARY_FORMAT,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -160,7 +162,7 @@ def write_summary(report_dir: Path, final_model_path: Path, finn_report_dir: Pat
         "layers": rows,
         "totals": totals,
         "board_fit": fit_check(totals, board),
-        "resource_source": "finn_estimate",
+        "resource_source": "vivado" if vivado else "finn_estimate",
         "estimate_note": ESTIMATE_NOTE,
         "options": options,
     }

@@ -117,3 +117,15 @@ def test_cli_bad_input_fails_fast_without_traceback(args, message):
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_bitfile_build_without_vivado_stops_after_the_estimates(roots):
+    from flow.finn_env import missing_xilinx_tools
+
+    if not missing_xilinx_tools():
+        pytest.skip("the Xilinx tools are installed here")
+    with pytest.raises(FlowError, match=r"(?s)OUTPUTS=bitfile needs the Xilinx tools.*lacks: vivado") as err:
+        run_build(roots, acc_bits=16, outputs="bitfile")
+    report = roots["reports_root"] / "linear_P16_a2q_pynq-z2"
+    assert str(report / "summary.json") in str(err.value)
+    assert json.loads((report / "summary.json").read_text())["finn_check"]["passed"]

@@ -1,0 +1,43 @@
+"""The bitfile path: the configuration handed to FINN, and the clear stop without the Xilinx tools."""
+
+import pytest
+
+from flow.config import get_board, load_boards
+from flow.errors import FlowError
+from flow.finn_env import import_builder, missing_xilinx_tools
+from flow.steps import ESTIMATE_STEPS
+from flow.vivado import BITFILE_TAIL_STEPS, bitfile_config, check_outputs, require_tools_for
+
+
+@pytest.mark.parametrize("board_name", sorted(load_boards()))
+def test_bitfile_steps_and_config_are_what_finns_builder_accepts(board_name, tmp_path):
+    _, DataflowBuildConfig = import_builder()
+    from finn.builder.build_dataflow_config import default_build_dataflow_steps
+    from finn.builder.build_dataflow_steps import build_dataflow_step_lookup
+
+    board = get_board(board_name)
+    steps, extra = bitfile_config(board, ESTIMATE_STEPS)
+    named = [step for step in steps if isinstance(step, str)]
+    assert all(name in build_dataflow_step_lookup for name in named)
+    # FINN's own steps keep FINN's order; the tail is FINN's default tail after the estimate reports
+    positions = [default_build_dataflow_steps.index(name) for name in named]
+    assert positions == sorted(positions)
+    assert steps[-len(BITFILE_TAIL_STEPS):] == default_build_dataflow_steps[-len(BITFILE_TAIL_STEPS):]
+    cfg = DataflowBuildConfig(output_dir=str(tmp_path), synth_clk_period_ns=board["clock_ns"],
+                              fpga_part=board["fpga_part"], steps=steps, **extra)
+    assert cfg._resolve_driver_platform() == "zynq-iodma"
+    assert cfg._resolve_fpga_part() == board["fpga_part"]
+
+
+def test_without_vivado_the_bitfile_request_names_missing_tools(tmp_path):
+    if not missing_xilinx_tools():
+        pytest.skip("the Xilinx tools are installed here")
+    produced = [tmp_path / "summary.json"]
+    with pytest.raises(FlowError, match=r"(?s)lacks: vivado.*stopped after the estimate steps.*summary.json"):
+        require_tools_for("bitfile", produced)
+    require_tools_for("estimates", produced)  # estimates never need them
+
+
+def test_unknown_outputs():
+    with pytest.raises(FlowError, match="valid: estimates, bitfile"):
+        check_outputs("bitstream")
