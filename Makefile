@@ -19,6 +19,9 @@ ONNX ?=
 ACC_MODE ?=
 REPORTS ?=
 OUTPUTS ?=
+BOARD_HOST ?=
+BOARD_DIR ?= a2q_deploy
+DEPLOY ?= $(shell ls -td build/*/deploy 2>/dev/null | head -1)
 EPOCHS ?=
 DEVICE ?= cpu
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
@@ -30,13 +33,15 @@ BUILD_ARGS = $(MODEL_ARGS) $(call opt,--board,$(BOARD)) $(call opt,--folding,$(F
              $(call opt,--ckpt,$(CKPT)) $(call opt,--onnx,$(ONNX)) $(call opt,--acc-mode,$(ACC_MODE)) \
              $(call opt,--outputs,$(OUTPUTS))
 
-.PHONY: setup data build train compare test test-all models boards clean
+.PHONY: setup data build train compare deploy test test-all models boards clean
 
 setup: $(STAMP) data
 
 # torch is pinned to the CPU build through the constraints file, so nothing can pull a CUDA torch.
 # finn-plus is installed without its dependencies: it pins brevitas==0.13.0, which conflicts with
 # torch 2.13's setuptools; requirements/base.txt carries its dependency list with brevitas 0.13.4.
+# finn-plus-driver (the on-board runtime) pins numpy<2 for the board image; here only its packing
+# module is used, to test the deployment's data layout, so it is installed without dependencies too.
 $(STAMP): requirements/base.txt requirements/constraints.txt requirements/finn-plus.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade "pip>=24"
@@ -64,6 +69,14 @@ train: setup
 # One table (CSV, Markdown) and plots over the builds in REPORTS (default: everything in hw_reports/).
 compare: setup
 	$(PY) -m flow compare $(REPORTS)
+
+# Copy a deployment folder (default: the newest build/*/deploy) to a PYNQ board and run its check there.
+deploy:
+	@if [ -z "$(BOARD_HOST)" ]; then echo "give BOARD_HOST=user@board (ssh access to a PYNQ board)"; exit 2; fi
+	@if [ -z "$(DEPLOY)" ] || [ ! -d "$(DEPLOY)" ]; then echo "no deployment folder '$(DEPLOY)': run make build first or give DEPLOY=build/<build>/deploy"; exit 2; fi
+	ssh $(BOARD_HOST) "rm -rf $(BOARD_DIR)"
+	scp -r $(DEPLOY) $(BOARD_HOST):$(BOARD_DIR)
+	ssh $(BOARD_HOST) "cd $(BOARD_DIR) && python3 -m pip install --quiet finn-plus-driver==1.6.1 && sudo python3 validate.py"
 
 models boards: setup
 	$(PY) -m flow $@

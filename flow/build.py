@@ -324,8 +324,11 @@ def python_executable_copy(model):
     return clone
 
 
-def finn_check(final_model_path: Path, onnx_path: Path, inputs: np.ndarray, task: str) -> dict:
-    """Run the final FINN graph in Python against the QONNX export on the same inputs."""
+def finn_check(final_model_path: Path, onnx_path: Path, inputs: np.ndarray, task: str) -> tuple[dict, np.ndarray, np.ndarray]:
+    """Run the final FINN graph in Python against the QONNX export on the same (float) inputs.
+
+    Returns the check, the graph inputs (integers) and the FINN graph's outputs for them.
+    """
     from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.core.onnx_exec import execute_onnx
     from qonnx.transformation.infer_shapes import InferShapes
@@ -339,15 +342,18 @@ def finn_check(final_model_path: Path, onnx_path: Path, inputs: np.ndarray, task
     finn_model = python_executable_copy(ModelWrapper(str(final_model_path)))
     ref_in, ref_out = reference.graph.input[0].name, reference.graph.output[0].name
     finn_in, finn_out = finn_model.graph.input[0].name, finn_model.graph.output[0].name
-    max_abs_diff = 0.0
+    finn_shape = finn_model.get_tensor_shape(finn_in)
+    max_abs_diff, graph_inputs, finn_outputs = 0.0, [], []
     for sample in inputs:
-        sample = to_graph_input(reference, sample[None])
-        expected = execute_onnx(reference, {ref_in: sample})[ref_out]
-        finn_shape = finn_model.get_tensor_shape(finn_in)
-        produced = execute_onnx(finn_model, {finn_in: sample.reshape(finn_shape)})[finn_out]
+        graph_input = to_graph_input(reference, sample[None])
+        expected = execute_onnx(reference, {ref_in: graph_input})[ref_out]
+        produced = execute_onnx(finn_model, {finn_in: graph_input.reshape(finn_shape)})[finn_out]
         max_abs_diff = max(max_abs_diff, float(np.abs(produced.reshape(expected.shape) - expected).max()))
-    return {"max_abs_diff": max_abs_diff, "samples": int(len(inputs)), "passed": max_abs_diff <= 1e-4,
-            "compared": "top-1 label" if task == "classification" else "output"}
+        graph_inputs.append(graph_input.reshape(finn_shape))
+        finn_outputs.append(produced)
+    check = {"max_abs_diff": max_abs_diff, "samples": int(len(inputs)), "passed": max_abs_diff <= 1e-4,
+             "compared": "top-1 label" if task == "classification" else "output"}
+    return check, np.stack(graph_inputs), np.stack(finn_outputs)
 
 
 def build(opts: BuildOptions) -> dict:
@@ -455,7 +461,7 @@ def finn_and_report(onnx_path: Path, sidecar: dict, check_inputs: np.ndarray, bo
         steps, extra_config = bitfile_config(board, steps)
     final_model = run_finn(onnx_path, sidecar, board, folding, target_fps, acc_mode, work_dir / "finn", steps=steps,
                            extra_config=extra_config)
-    check = finn_check(final_model, onnx_path, check_inputs, sidecar.get("task", "classification"))
+    check, graph_inputs, finn_outputs = finn_check(final_model, onnx_path, check_inputs, sidecar.get("task", "classification"))
     log(f"[build] FINN-vs-QONNX check ({check['compared']}, {check['samples']} samples): max abs diff {check['max_abs_diff']:.3g}")
     summary = write_summary(
         report_dir=report_dir,
@@ -470,8 +476,14 @@ def finn_and_report(onnx_path: Path, sidecar: dict, check_inputs: np.ndarray, bo
         options=options,
         vivado=vivado_figures(work_dir / "finn" / "report"),
     )
+    from flow.deploy import write_deployment
+
+    bitfiles = sorted((work_dir / "finn" / "bitfile").glob("*.bit"))
+    deploy_dir = write_deployment(final_model, graph_inputs, finn_outputs, work_dir / "deploy", board["clock_ns"],
+                                  bitfile=bitfiles[0] if bitfiles else None)
+    log(f"[build] PYNQ deployment folder: {deploy_dir}")
     require_tools_for(outputs, [report_dir / "summary.json", report_dir / "summary.md", report_dir / "finn_reports",
-                                work_dir / "model.onnx", final_model])
+                                work_dir / "model.onnx", final_model, deploy_dir])
     if not check["passed"]:
         raise FlowError(f"the FINN graph does not match the QONNX model (max abs diff {check['max_abs_diff']}); see {report_dir}")
     return summary

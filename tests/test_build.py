@@ -129,3 +129,39 @@ def test_bitfile_build_without_vivado_stops_after_the_estimates(roots):
     report = roots["reports_root"] / "linear_P16_a2q_pynq-z2"
     assert str(report / "summary.json") in str(err.value)
     assert json.loads((report / "summary.json").read_text())["finn_check"]["passed"]
+
+
+def test_pynq_driver_packing_round_trips_the_finn_datatypes(roots):
+    """The deployment folder's driver settings, with the real driver's packing (finn-plus-driver):
+    inputs and FINN's Python-execution outputs pack to the declared shapes and unpack unchanged."""
+    from finn.util.data_packing import finnpy_to_packed_bytearray as finn_pack
+    from finn_plus_driver.packing import finnpy_to_packed_bytearray, packed_bytearray_to_finnpy
+    from qonnx.core.datatype import DataType
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.core.onnx_exec import execute_onnx
+
+    from flow.build import python_executable_copy
+
+    work = roots["work_root"] / "linear_P16_a2q_pynq-z2"
+    if not (work / "deploy").is_dir():
+        run_build(roots, acc_bits=16)
+    deploy = work / "deploy"
+    shapes = json.loads((deploy / "driver" / "settings.json").read_text())["driver_information"]["io_shape_dict"]
+    inputs = np.load(deploy / "validation" / "input.npy")
+    expected = np.load(deploy / "validation" / "expected_output.npy")
+    assert len(inputs) == len(expected) >= 1
+    final = python_executable_copy(ModelWrapper(str(work / "finn" / "intermediate_models" / "step_generate_estimate_reports.onnx")))
+    for x, y in zip(inputs, expected):
+        produced = execute_onnx(final, {final.graph.input[0].name: x})[final.graph.output[0].name]
+        assert np.array_equal(produced, y)
+        for value, kind in ((x, "i"), (y, "o")):
+            dtype = DataType[shapes[f"{kind}dt"][0]]
+            folded_shape = shapes[f"{kind}shape_folded"][0]
+            folded = value.reshape(folded_shape)
+            packed = finnpy_to_packed_bytearray(folded, dtype, reverse_endian=True, reverse_inner=True)
+            assert list(packed.shape) == shapes[f"{kind}shape_packed"][0]
+            assert np.array_equal(packed, finn_pack(folded, dtype, reverse_endian=True, reverse_inner=True))
+            unpacked = packed_bytearray_to_finnpy(packed, dtype, folded_shape, reverse_endian=True, reverse_inner=True)
+            assert np.array_equal(unpacked, folded)
+    assert shapes["idt"] == ["BINARY"] and shapes["ishape_normal"] == [[1, 784]]
+    assert (deploy / "validate.py").is_file() and "no Vivado" in (deploy / "README.md").read_text()
