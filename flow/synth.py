@@ -87,7 +87,7 @@ def finn_rtllib_dir() -> Path:
     return Path(get_settings().finn_rtllib).resolve()
 
 
-def _find_node(model, node):
+def find_node(model, node):
     """The NodeProto of ``model`` named like ``node`` (a NodeProto or a node name)."""
     name = node if isinstance(node, str) else node.name
     for candidate in model.graph.node:
@@ -175,7 +175,7 @@ def generate_layer_hdl(
     from finn.util.fpgadataflow import is_rtl_node
 
     model = ModelWrapper(copy.deepcopy(model.model))
-    node = _find_node(model, node)
+    node = find_node(model, node)
     if not is_rtl_node(node):
         raise FlowError(
             f"{node.name} ({node.op_type}) is not an RTL-specialized node; run SpecializeLayers "
@@ -337,7 +337,8 @@ def read_manifest(hdl_dir) -> dict:
 
 @dataclass(frozen=True)
 class RtlFix:
-    """A textual fix of one finn-rtllib file, applied to its copy in a build folder."""
+    """A textual fix of a finn-rtllib file (``file_name`` "*": every library file), applied to
+    its copy in a build folder for the tools in ``tools``."""
 
     file_name: str
     reason: str
@@ -405,6 +406,11 @@ def _fix_mvu_watchdog(text: str) -> str:
     )
 
 
+def _drop_default_nettype(text: str) -> str:
+    """Remove `default_nettype directives (any file; no-op where there are none)."""
+    return re.sub(r"^[ \t]*`default_nettype[ \t]+\w+[ \t]*$", "", text, flags=re.MULTILINE)
+
+
 RTL_FIXES: tuple[RtlFix, ...] = (
     RtlFix(
         "add_multi.sv",
@@ -428,6 +434,14 @@ RTL_FIXES: tuple[RtlFix, ...] = (
         "warning only) is simulation code that slang cannot synthesize",
         frozenset({"yosys"}),
         _fix_mvu_watchdog,
+    ),
+    RtlFix(
+        "*",
+        "slang rejects `default_nettype inside a module body (fifo/hdl/fifo.sv, dwc/hdl/vpc.sv); "
+        "the directives only forbid implicit nets, which code that compiles with them never has, "
+        "so removing them changes nothing",
+        frozenset({"yosys"}),
+        _drop_default_nettype,
     ),
 )
 
@@ -454,7 +468,7 @@ def stage_hdl(hdl_dir, build_dir, tool: str) -> tuple[dict, list[str]]:
             name = source.name
             text = source.read_text()
             for fix in RTL_FIXES:
-                if fix.file_name == name and tool in fix.tools:
+                if fix.file_name in (name, "*") and tool in fix.tools:
                     text = fix.apply(text)
             (build_dir / name).write_text(text)
             library_names.append(name)
@@ -612,11 +626,11 @@ def synthesize_layer(hdl_dir, top_module: str | None = None, part_family: str = 
     if part_family not in ("xc7", "xcu", "xcup"):
         raise FlowError(f"part_family must be one of xc7, xcu, xcup, got {part_family!r}")
     hdl_dir = Path(hdl_dir).resolve()
-    work = hdl_dir / f"synth_{part_family}"
-    manifest, sources = stage_hdl(hdl_dir, work, "yosys")
-    top = top_module or manifest.get("top")
+    top = top_module or read_manifest(hdl_dir).get("top")
     if not top:
         raise FlowError(f"no top module given for {hdl_dir} and no manifest names one")
+    work = hdl_dir / f"synth_{part_family}_{top}"
+    manifest, sources = stage_hdl(hdl_dir, work, "yosys")
     layer = manifest.get("layer", hdl_dir.name)
     shutil.copyfile(PRIMITIVE_STUBS, work / PRIMITIVE_STUBS.name)
     script = _synth_script(sources, top, part_family)
