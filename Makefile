@@ -19,6 +19,8 @@ ONNX ?=
 ACC_MODE ?=
 REPORTS ?=
 OUTPUTS ?=
+SYNTH ?=
+RTLSIM ?=
 BOARD_HOST ?=
 BOARD_DIR ?= a2q_deploy
 DEPLOY ?= $(shell ls -td build/*/deploy 2>/dev/null | head -1)
@@ -31,7 +33,8 @@ opt = $(if $(strip $(2)),$(1) $(2))
 MODEL_ARGS = --model $(MODEL) --quant $(QUANT) --P $(P) --device $(DEVICE) $(call opt,--data,$(DATA)) $(call opt,--epochs,$(EPOCHS))
 BUILD_ARGS = $(MODEL_ARGS) $(call opt,--board,$(BOARD)) $(call opt,--folding,$(FOLDING)) $(call opt,--fps,$(FPS)) \
              $(call opt,--ckpt,$(CKPT)) $(call opt,--onnx,$(ONNX)) $(call opt,--acc-mode,$(ACC_MODE)) \
-             $(call opt,--outputs,$(OUTPUTS))
+             $(call opt,--outputs,$(OUTPUTS)) $(if $(SYNTH),$(if $(filter 0 no false,$(SYNTH)),--no-synth,--synth)) \
+             $(if $(RTLSIM),$(if $(filter 0 no false,$(RTLSIM)),--no-rtlsim,--rtlsim))
 
 .PHONY: setup data build train compare deploy test test-all models boards clean
 

@@ -60,6 +60,8 @@ class BuildOptions:
     init_checkpoint: str | None = None
     max_steps_per_epoch: int | None = None
     outputs: str = "estimates"
+    synth: bool | None = None  # open synthesis of the RTL layers (None: the model's default)
+    rtlsim: bool | None = None  # RTL-simulation check of the accumulators (None: the model's default)
 
 
 CALIBRATION_SAMPLES = 256
@@ -399,7 +401,11 @@ def build(opts: BuildOptions) -> dict:
     steps = load_step_list(spec.finn_steps if spec is not None else None)
     summary = finn_and_report(onnx_path, sidecar, check_inputs, board, folding, target_fps, acc_mode, work_dir,
                               report_dir, options={k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()},
-                              steps=steps, outputs=opts.outputs)
+                              steps=steps, outputs=opts.outputs,
+                              synth=opts.synth if opts.synth is not None else defaults.get("synth", False),
+                              rtlsim=opts.rtlsim if opts.rtlsim is not None else defaults.get("rtlsim", False),
+                              standalone_thresholds=defaults.get("standalone_thresholds", False),
+                              cache_dir=opts.work_root / "synth_cache")
     log(f"[build] done in {time.time() - started:.0f} s: {report_dir / 'summary.md'}")
     return summary
 
@@ -443,7 +449,9 @@ def import_onnx(onnx_src: Path, work_dir: Path, samples: int) -> tuple[Path, dic
 
 def finn_and_report(onnx_path: Path, sidecar: dict, check_inputs: np.ndarray, board: dict, folding: Path | None,
                     target_fps: int | None, acc_mode: str, work_dir: Path, report_dir: Path, options: dict,
-                    steps: list | None = None, outputs: str = "estimates") -> dict:
+                    steps: list | None = None, outputs: str = "estimates", synth: bool = False,
+                    rtlsim: bool = False, standalone_thresholds: bool = False,
+                    cache_dir: Path | None = None) -> dict:
     """FINN build, FINN-vs-QONNX check and summary for an exported model (shared by all entry points).
 
     ``outputs="bitfile"`` runs FINN's whole flow when the Xilinx tools exist; without them it writes the
@@ -454,15 +462,21 @@ def finn_and_report(onnx_path: Path, sidecar: dict, check_inputs: np.ndarray, bo
 
     check_outputs(outputs)
     steps = list(steps or ESTIMATE_STEPS)
-    extra_config = None
+    # Standalone thresholds give MVAU_rtl + Thresholding_rtl, the layers open synthesis can read.
+    extra_config = {"standalone_thresholds": bool(standalone_thresholds or synth or rtlsim)}
     from flow.finn_env import missing_xilinx_tools
 
     if outputs == "bitfile" and not missing_xilinx_tools():
-        steps, extra_config = bitfile_config(board, steps)
+        steps, bitfile_extra = bitfile_config(board, steps)
+        extra_config.update(bitfile_extra)
     final_model = run_finn(onnx_path, sidecar, board, folding, target_fps, acc_mode, work_dir / "finn", steps=steps,
                            extra_config=extra_config)
     check, graph_inputs, finn_outputs = finn_check(final_model, onnx_path, check_inputs, sidecar.get("task", "classification"))
     log(f"[build] FINN-vs-QONNX check ({check['compared']}, {check['samples']} samples): max abs diff {check['max_abs_diff']:.3g}")
+    from flow.layer_synthesis import rtlsim_check_build, synthesize_build
+
+    synth_results = synthesize_build(final_model, board, work_dir, cache_dir or work_dir.parent / "synth_cache", log=log) if synth else None
+    rtlsim_results = rtlsim_check_build(final_model, graph_inputs, work_dir, board["fpga_part"], log=log) if rtlsim else None
     summary = write_summary(
         report_dir=report_dir,
         final_model_path=final_model,
@@ -475,6 +489,9 @@ def finn_and_report(onnx_path: Path, sidecar: dict, check_inputs: np.ndarray, bo
         finn_check=check,
         options=options,
         vivado=vivado_figures(work_dir / "finn" / "report"),
+        synth=synth_results,
+        rtlsim=rtlsim_results,
+        standalone_thresholds=extra_config["standalone_thresholds"],
     )
     from flow.deploy import write_deployment
 

@@ -52,6 +52,8 @@ def cmd_build(args) -> int:
         seed=args.seed,
         train=not args.no_train,
         outputs=args.outputs,
+        synth=args.synth,
+        rtlsim=args.rtlsim,
     )
     build(opts)
     return 0
@@ -114,6 +116,10 @@ def make_parser() -> argparse.ArgumentParser:
     build.add_argument("--acc-mode", default=None, choices=["target", "exact"],
                        help="accumulator written to FINN: INT<P> (target, default) or the exact minimum")
     build.add_argument("--outputs", default="estimates", help="estimates (default) or bitfile (needs Vivado)")
+    build.add_argument("--synth", action=argparse.BooleanOptionalAction, default=None,
+                       help="open synthesis (Yosys) of the RTL layers (default: per model, build_configs/models.json)")
+    build.add_argument("--rtlsim", action=argparse.BooleanOptionalAction, default=None,
+                       help="RTL simulation of the accumulator guarantee on adversarial inputs (default: per model)")
     build.add_argument("--no-train", action="store_true", help="never train; build untrained weights if no checkpoint")
     build.set_defaults(func=cmd_build)
 

@@ -102,6 +102,35 @@ def layer_rows(model, resources: dict, cycles: dict, sidecar: dict) -> list[dict
     return rows
 
 
+SYNTH_FIELDS = ("lut_synth", "ff_synth", "lutram_synth", "carry_synth", "bram18_synth", "dsp_synth")
+# FINN's estimate keys standing in for synthesis figures of layers that could not be synthesized
+ESTIMATE_FOR_SYNTH = {"lut_synth": "lut", "bram18_synth": "bram18", "dsp_synth": "dsp"}
+
+
+def add_synthesis(rows: list[dict], synth: dict | None, rtlsim: dict | None):
+    """Per layer: the ``*_synth`` figures and ``resource_source``; the ``rtlsim_check`` where run."""
+    for row in rows:
+        figures = (synth or {}).get(row["name"])
+        for key in SYNTH_FIELDS:
+            row[key] = figures.get(key) if figures else None
+        row["resource_source"] = "open_synthesis" if figures else "finn_estimate"
+        row["rtlsim_check"] = (rtlsim or {}).get(row["name"])
+
+
+def synth_totals(rows: list[dict]) -> dict:
+    """Totals of the synthesized figures; layers without synthesis add FINN's estimate (LUT, BRAM, DSP)."""
+    totals = {}
+    for key in SYNTH_FIELDS:
+        fallback = ESTIMATE_FOR_SYNTH.get(key)
+        totals[key] = sum(
+            (row[key] if row["resource_source"] == "open_synthesis" else (row.get(fallback) or 0) if fallback else 0) or 0
+            for row in rows
+        )
+    mixed = any(row["resource_source"] != "open_synthesis" and (row.get("lut") or row.get("bram18")) for row in rows)
+    totals["synth_resource_source"] = "open_synthesis+finn_estimate" if mixed else "open_synthesis"
+    return totals
+
+
 def totals_of(rows: list[dict], performance: dict, clock_ns: float) -> dict:
     def total(key):
         return sum(row[key] or 0 for row in rows)
@@ -128,7 +157,8 @@ def fit_check(totals: dict, board: dict) -> dict:
 
 def write_summary(report_dir: Path, final_model_path: Path, finn_report_dir: Path, sidecar: dict, board: dict,
                   acc_mode: str, folding: Path | None, target_fps, finn_check: dict, options: dict,
-                  vivado: dict | None = None) -> dict:
+                  vivado: dict | None = None, synth: dict | None = None, rtlsim: dict | None = None,
+                  standalone_thresholds: bool = False) -> dict:
     """Collect FINN's reports and our A2Q data into ``report_dir``; returns the summary dict."""
     from qonnx.core.modelwrapper import ModelWrapper
 
@@ -141,7 +171,10 @@ def write_summary(report_dir: Path, final_model_path: Path, finn_report_dir: Pat
     cycles = read("estimate_layer_cycles.json")
     performance = read("estimate_network_performance.json")
     rows = layer_rows(model, resources, cycles, sidecar)
+    add_synthesis(rows, synth, rtlsim)
     totals = totals_of(rows, performance, board["clock_ns"])
+    if synth is not None:
+        totals.update(synth_totals(rows))
     totals.update(vivado or {})
     summary = {
         "format": SUMMARY_FORMAT,
@@ -162,7 +195,8 @@ def write_summary(report_dir: Path, final_model_path: Path, finn_report_dir: Pat
         "layers": rows,
         "totals": totals,
         "board_fit": fit_check(totals, board),
-        "resource_source": "vivado" if vivado else "finn_estimate",
+        "resource_source": "vivado" if vivado else ("open_synthesis" if synth else "finn_estimate"),
+        "standalone_thresholds": standalone_thresholds,
         "estimate_note": ESTIMATE_NOTE,
         "options": options,
     }
@@ -207,6 +241,8 @@ def render_markdown(summary: dict) -> str:
     lines += [f"- Fits {summary['board']}: {'yes' if fit['fits'] else 'NO'} ({util})", ""]
     columns = ["name", "op_type", "layer", "mw", "mh", "pe", "simd", "weight_bits", "input_bits", "acc_bits_target",
                "acc_bits_datatype_bound", "acc_bits_exact", "acc_datatype", "threshold_datatype", "lut", "bram18", "dsp", "cycles"]
+    if summary["totals"].get("lut_synth") is not None:
+        columns += ["lut_synth", "ff_synth", "carry_synth", "bram18_synth", "dsp_synth", "resource_source"]
     lines.append("| " + " | ".join(columns) + " |")
     lines.append("|" + "---|" * len(columns))
     for row in summary["layers"]:
@@ -217,6 +253,22 @@ def render_markdown(summary: dict) -> str:
         f"**Totals:** LUT {_fmt(totals['lut'])}, BRAM18 {_fmt(totals['bram18'])}, URAM {_fmt(totals['uram'])}, "
         f"DSP {_fmt(totals['dsp'])}; slowest layer {_fmt(totals['max_cycles'])} cycles -> "
         f"{_fmt(totals['fps_at_clock'])} frames/s at {summary['clock_ns']} ns.",
+    ]
+    if totals.get("lut_synth") is not None:
+        lines += [
+            "",
+            f"**Open synthesis (Yosys synth_xilinx, {totals['synth_resource_source']}):** LUT {_fmt(totals['lut_synth'])}, "
+            f"FF {_fmt(totals['ff_synth'])}, CARRY {_fmt(totals['carry_synth'])}, BRAM18 {_fmt(totals['bram18_synth'])}, "
+            f"DSP {_fmt(totals['dsp_synth'])}.",
+        ]
+    checks = {row["name"]: row.get("rtlsim_check") for row in summary["layers"] if row.get("rtlsim_check")}
+    for name, check in checks.items():
+        line = f"- RTL simulation of {name}: {check['samples']} sample inputs bit-exact: {check['samples_exact']}"
+        if "acc_bits" in check:
+            line += (f"; adversarial inputs exact at {check['acc_bits']} bits: {check['exact_at_p']}, overflow seen at "
+                     f"{check['acc_bits'] - 1} bits: {_fmt(check['overflow_detected_at_p_minus_1'])}")
+        lines.append(line)
+    lines += [
         "",
         f"_{summary['estimate_note']}_",
         "",

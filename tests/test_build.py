@@ -35,7 +35,9 @@ def run_build(roots, **kwargs):
 
 @pytest.mark.parametrize("p", [12, 16])
 def test_linear_build_sets_every_accumulator_to_p(roots, p):
-    summary = run_build(roots, acc_bits=p)
+    # the default build (P=16) also synthesizes and simulates its RTL layers; P=12 skips that to save time
+    hardware_checks = p == 16
+    summary = run_build(roots, acc_bits=p, synth=hardware_checks, rtlsim=hardware_checks)
     report = roots["reports_root"] / f"linear_P{p}_a2q_pynq-z2"
     assert json.loads((report / "summary.json").read_text()) == summary
     assert (report / "summary.md").read_text().startswith(f"# linear — a2q P={p}")
@@ -49,7 +51,16 @@ def test_linear_build_sets_every_accumulator_to_p(roots, p):
     assert (mvau["mw"], mvau["mh"], mvau["k"], mvau["input_bits"], mvau["weight_bits"]) == (784, 10, 784, 1, 8)
     assert mvau["acc_bits_target"] == p and mvau["acc_datatype"] == f"INT{p}"
     assert mvau["acc_bits_exact"] <= p and mvau["acc_bits_datatype_bound"] == 19
-    assert int(mvau["threshold_datatype"].replace("INT", "")) <= p + 1
+    (thresholds,) = [layer for layer in summary["layers"] if layer["op_type"].startswith("Thresholding")]
+    # standalone thresholds read the P-bit accumulator; their values are clipped into its range
+    assert thresholds["input_datatype"] == f"INT{p}"
+    assert int(thresholds["threshold_datatype"].replace("INT", "")) <= p + 1
+    if hardware_checks:
+        assert thresholds["op_type"] == "Thresholding_rtl" and thresholds["resource_source"] == "open_synthesis"
+        assert thresholds["lut_synth"] > 0 and thresholds["ff_synth"] > 0
+        assert mvau["resource_source"] == "finn_estimate"  # 1-bit inputs: FINN has no RTL MVU for them
+        assert summary["totals"]["lut_synth"] == thresholds["lut_synth"] + mvau["lut"]
+        assert thresholds["rtlsim_check"] == {"samples": 8, "samples_exact": True, "passed": True}
     assert mvau["lut"] > 0 and mvau["cycles"] == 784 // mvau["simd"] * 10 // mvau["pe"]
     assert summary["totals"]["max_cycles"] == mvau["cycles"]
     assert summary["totals"]["fps_at_clock"] == pytest.approx(1e9 / 10.0 / mvau["cycles"])
@@ -57,7 +68,7 @@ def test_linear_build_sets_every_accumulator_to_p(roots, p):
 
 
 def test_exact_mode_and_named_folding(roots):
-    summary = run_build(roots, acc_bits=16, acc_mode="exact", folding="linear_small")
+    summary = run_build(roots, acc_bits=16, acc_mode="exact", folding="linear_small", synth=False, rtlsim=False)
     (mvau,) = [layer for layer in summary["layers"] if layer["op_type"].startswith("MVAU")]
     assert (mvau["pe"], mvau["simd"]) == (2, 4)
     assert mvau["acc_datatype"] == f"INT{mvau['acc_bits_exact']}" and mvau["acc_bits_exact"] <= 16
@@ -70,7 +81,7 @@ def test_onnx_without_sidecar_uses_the_exact_minimum(roots, tmp_path):
         run_build(roots, acc_bits=16)
     user_onnx = tmp_path / "user.onnx"
     user_onnx.write_bytes(exported.read_bytes())
-    summary = run_build(roots, onnx=str(user_onnx), acc_bits=None, folding="linear_default")
+    summary = run_build(roots, onnx=str(user_onnx), acc_bits=None, folding="linear_default", synth=False, rtlsim=False)
     (mvau,) = [layer for layer in summary["layers"] if layer["op_type"].startswith("MVAU")]
     assert mvau["acc_bits_target"] is None and mvau["acc_source"] == "exact"
     assert mvau["acc_datatype"] in (f"INT{mvau['acc_bits_exact']}", f"UINT{mvau['acc_bits_exact'] - 1}")
@@ -125,7 +136,7 @@ def test_bitfile_build_without_vivado_stops_after_the_estimates(roots):
     if not missing_xilinx_tools():
         pytest.skip("the Xilinx tools are installed here")
     with pytest.raises(FlowError, match=r"(?s)OUTPUTS=bitfile needs the Xilinx tools.*lacks: vivado") as err:
-        run_build(roots, acc_bits=16, outputs="bitfile")
+        run_build(roots, acc_bits=16, outputs="bitfile", synth=False, rtlsim=False)
     report = roots["reports_root"] / "linear_P16_a2q_pynq-z2"
     assert str(report / "summary.json") in str(err.value)
     assert json.loads((report / "summary.json").read_text())["finn_check"]["passed"]
