@@ -26,17 +26,21 @@ BOARD_DIR ?= a2q_deploy
 DEPLOY ?= $(shell ls -td build/*/deploy 2>/dev/null | head -1)
 EPOCHS ?=
 DEVICE ?= cpu
+WIDTH ?=
+PS ?= 32 24 20 16 14 12
+FOLDINGS ?=
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
 
 # Optional arguments are only passed when set, so the CLI's defaults stay the single source.
 opt = $(if $(strip $(2)),$(1) $(2))
-MODEL_ARGS = --model $(MODEL) --quant $(QUANT) --P $(P) --device $(DEVICE) $(call opt,--data,$(DATA)) $(call opt,--epochs,$(EPOCHS))
+MODEL_ARGS = --model $(MODEL) --quant $(QUANT) --P $(P) --device $(DEVICE) $(call opt,--data,$(DATA)) $(call opt,--epochs,$(EPOCHS)) \
+             $(call opt,--width,$(WIDTH))
 BUILD_ARGS = $(MODEL_ARGS) $(call opt,--board,$(BOARD)) $(call opt,--folding,$(FOLDING)) $(call opt,--fps,$(FPS)) \
              $(call opt,--ckpt,$(CKPT)) $(call opt,--onnx,$(ONNX)) $(call opt,--acc-mode,$(ACC_MODE)) \
              $(call opt,--outputs,$(OUTPUTS)) $(if $(SYNTH),$(if $(filter 0 no false,$(SYNTH)),--no-synth,--synth)) \
              $(if $(RTLSIM),$(if $(filter 0 no false,$(RTLSIM)),--no-rtlsim,--rtlsim))
 
-.PHONY: setup data build train compare deploy test test-all models boards clean
+.PHONY: setup data build train sweep compare deploy test test-all models boards clean
 
 setup: $(STAMP) data
 
@@ -70,6 +74,10 @@ build: setup
 
 train: setup
 	$(PY) -m flow train $(MODEL_ARGS)
+
+# Build MODEL for every P in PS (and every folding in FOLDINGS): hw_reports/sweep_<model>_<quant>/.
+sweep: setup
+	$(PY) -m flow sweep $(BUILD_ARGS) --ps $(PS) $(call opt,--foldings,$(FOLDINGS))
 
 # One table (CSV, Markdown) and plots over the builds in REPORTS (default: everything in hw_reports/).
 compare: setup

@@ -358,14 +358,13 @@ def finn_check(final_model_path: Path, onnx_path: Path, inputs: np.ndarray, task
     return check, np.stack(graph_inputs), np.stack(finn_outputs)
 
 
-def build(opts: BuildOptions) -> dict:
-    """Run the whole build for ``opts``; returns the summary written to ``hw_reports/<tag>/``."""
+def resolve_settings(opts: BuildOptions) -> dict:
+    """Validate ``opts`` and fill in the model's defaults: board, folding or target fps, accumulator mode."""
     from models import get_model_spec
     from models.quant import check_quantizer
 
     from flow.vivado import check_outputs
 
-    started = time.time()
     check_outputs(opts.outputs)
     check_quantizer(opts.quantizer)
     spec = None if opts.onnx else get_model_spec(opts.model)
@@ -376,16 +375,30 @@ def build(opts: BuildOptions) -> dict:
     target_fps = opts.target_fps or defaults.get("target_fps")
     if folding is None and target_fps is None:
         raise FlowError("give a folding (FOLDING=file or name) or a target throughput (FPS=frames per second)")
-    acc_mode = opts.acc_mode or defaults.get("acc_mode", "target")
+    if spec is not None:
+        opts.acc_bits = validate_acc_bits(opts.acc_bits, spec, opts.quantizer)
+    tag = build_tag(opts, board["name"], folding.stem if folding and opts.folding else None)
+    return {"spec": spec, "defaults": defaults, "board": board, "folding": folding, "target_fps": target_fps,
+            "acc_mode": opts.acc_mode or defaults.get("acc_mode", "target"), "tag": tag}
+
+
+def board_and_tag(opts: BuildOptions) -> tuple[dict, str]:
+    """The board preset and the report folder name a build of ``opts`` uses."""
+    settings = resolve_settings(opts)
+    return settings["board"], settings["tag"]
+
+
+def build(opts: BuildOptions) -> dict:
+    """Run the whole build for ``opts``; returns the summary written to ``hw_reports/<tag>/``."""
+    started = time.time()
+    settings = resolve_settings(opts)
+    spec, defaults, board, folding = settings["spec"], settings["defaults"], settings["board"], settings["folding"]
+    target_fps, acc_mode, tag = settings["target_fps"], settings["acc_mode"], settings["tag"]
 
     if opts.onnx:
         onnx_src = Path(opts.onnx)
         if not onnx_src.is_file():
             raise FlowError(f"ONNX file {onnx_src} does not exist")
-    else:
-        opts.acc_bits = validate_acc_bits(opts.acc_bits, spec, opts.quantizer)
-
-    tag = build_tag(opts, board["name"], folding.stem if folding and opts.folding else None)
     work_dir = opts.work_root / tag
     report_dir = opts.reports_root / tag
     work_dir.mkdir(parents=True, exist_ok=True)

@@ -22,6 +22,9 @@ def add_model_args(parser: argparse.ArgumentParser):
     parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: the model's recipe)")
     parser.add_argument("--device", default="cpu", help="torch device for training, e.g. cuda")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--width", type=float, default=1.0, help="width multiplier of the model's channels")
+    parser.add_argument("--weight-bits", type=int, default=None, help="hidden layers' weight bits (default: per model)")
+    parser.add_argument("--act-bits", type=int, default=None, help="hidden layers' activation bits (default: per model)")
 
 
 def parse_acc_bits(text):
@@ -33,10 +36,10 @@ def parse_acc_bits(text):
         raise FlowError(f"P must be an integer number of bits, got {text!r}") from None
 
 
-def cmd_build(args) -> int:
-    from flow.build import BuildOptions, build
+def build_options(args):
+    from flow.build import BuildOptions
 
-    opts = BuildOptions(
+    return BuildOptions(
         model=args.model,
         quantizer=args.quantizer,
         acc_bits=parse_acc_bits(args.acc_bits),
@@ -54,8 +57,33 @@ def cmd_build(args) -> int:
         outputs=args.outputs,
         synth=args.synth,
         rtlsim=args.rtlsim,
+        width=args.width,
+        weight_bits=args.weight_bits,
+        act_bits=args.act_bits,
     )
-    build(opts)
+
+
+def cmd_build(args) -> int:
+    from flow.build import build
+
+    build(build_options(args))
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    from flow.sweep import run_sweep
+
+    opts = build_options(args)
+    acc_bits_list = [parse_acc_bits(p) for p in " ".join(args.ps).split()]
+    foldings = " ".join(args.foldings).split() if args.foldings else [None]
+    out_dir = Path(args.out) if args.out else Path("hw_reports") / f"sweep_{args.model}_{args.quantizer.replace('+', 'plus')}"
+    rows = run_sweep(opts, acc_bits_list, foldings, out_dir)
+    for row in rows:
+        ratio = row.get("acc_layers_lut_synth_ratio") or row.get("lut_ratio")
+        print(f"[sweep] P={row['acc_bits']:>2} folding={row['folding']}: LUT {row['lut']} (FINN), "
+              f"accumulator layers LUT {row['acc_layers_lut_synth']} (Yosys), reduction x{ratio:.2f}" if ratio else
+              f"[sweep] P={row['acc_bits']:>2} folding={row['folding']}: LUT {row['lut']}")
+    print(f"[sweep] table and plot in {out_dir}")
     return 0
 
 
@@ -68,7 +96,8 @@ def cmd_train(args) -> int:
     check_quantizer(args.quantizer)
     spec = get_model_spec(args.model)
     opts = BuildOptions(model=args.model, quantizer=args.quantizer, data=args.data or None, epochs=args.epochs,
-                        device=args.device, seed=args.seed)
+                        device=args.device, seed=args.seed, width=args.width, weight_bits=args.weight_bits,
+                        act_bits=args.act_bits)
     opts.acc_bits = validate_acc_bits(parse_acc_bits(args.acc_bits), spec, args.quantizer)
     path, metrics = ensure_checkpoint(opts, spec, train=True)
     print(f"[train] checkpoint {path}: {format_metrics(metrics)}")
@@ -122,6 +151,15 @@ def make_parser() -> argparse.ArgumentParser:
                        help="RTL simulation of the accumulator guarantee on adversarial inputs (default: per model)")
     build.add_argument("--no-train", action="store_true", help="never train; build untrained weights if no checkpoint")
     build.set_defaults(func=cmd_build)
+
+    sweep = sub.add_parser("sweep", help="build across P values and foldings; one table and plots")
+    for action in build._actions:
+        if action.dest not in ("help",):
+            sweep._add_action(action)
+    sweep.add_argument("--ps", nargs="+", required=True, help="accumulator widths, e.g. 32 24 16 12")
+    sweep.add_argument("--foldings", nargs="*", default=None, help="folding files or names (default: the model's)")
+    sweep.add_argument("--out", default=None, help="output folder (default: hw_reports/sweep_<model>_<quant>)")
+    sweep.set_defaults(func=cmd_sweep)
 
     train = sub.add_parser("train", help="train a model (resumes an interrupted run)")
     add_model_args(train)
