@@ -40,7 +40,7 @@ BUILD_ARGS = $(MODEL_ARGS) $(call opt,--board,$(BOARD)) $(call opt,--folding,$(F
              $(call opt,--outputs,$(OUTPUTS)) $(if $(SYNTH),$(if $(filter 0 no false,$(SYNTH)),--no-synth,--synth)) \
              $(if $(RTLSIM),$(if $(filter 0 no false,$(RTLSIM)),--no-rtlsim,--rtlsim))
 
-.PHONY: setup data build train sweep compare deploy test test-all models boards clean
+.PHONY: setup data build train sweep overflow compare deploy test test-all models boards clean
 
 setup: $(STAMP) data
 
@@ -78,6 +78,12 @@ train: setup
 # Build MODEL for every P in PS (and every folding in FOLDINGS): hw_reports/sweep_<model>_<quant>/.
 sweep: setup
 	$(PY) -m flow sweep $(BUILD_ARGS) --ps $(PS) $(call opt,--foldings,$(FOLDINGS))
+
+# The A2Q paper's overflow study (wraparound, saturation, order of additions vs A2Q; supplementary
+# Figures 2 and 3) -> hw_reports/overflow_study/; resumes when rerun. OVERFLOW_ARGS=--quick for a short run.
+OVERFLOW_ARGS ?=
+overflow: setup
+	$(PY) scripts/overflow_study.py --device $(DEVICE) $(call opt,--data,$(DATA)) $(OVERFLOW_ARGS)
 
 # One table (CSV, Markdown) and plots over the builds in REPORTS (default: everything in hw_reports/).
 compare: setup
