@@ -210,7 +210,9 @@ def export_model(opts: BuildOptions, spec, checkpoint: Path | None, work_dir: Pa
         initialized = spec.init_for_a2q(model)
         log(f"[build] no checkpoint: building untrained weights ({'A2Q-aware init, ' if initialized else ''}"
             "batch-norm statistics from built-in data)")
-        calibrate_statistics(model, sample_inputs(spec, opts, CALIBRATION_SAMPLES))
+        calibration = sample_inputs(spec, opts, CALIBRATION_SAMPLES)
+        calibrate_statistics(model, calibration)
+        spec.after_calibration(model, calibration)
     samples = sample_inputs(spec, opts, max(opts.check_samples or spec.check_samples, 1))
     onnx_path = work_dir / "model.onnx"
     log(f"[build] exporting QONNX with exact integer weights -> {onnx_path}")
@@ -326,6 +328,19 @@ def python_executable_copy(model):
     return clone
 
 
+def to_layout(array: np.ndarray, shape) -> np.ndarray:
+    """``array`` in ``shape``: unchanged, NCHW <-> NHWC when that is the difference, else reshaped."""
+    shape = tuple(shape)
+    if array.shape == shape:
+        return array
+    if array.ndim == 4 and len(shape) == 4:
+        if (array.shape[0], array.shape[2], array.shape[3], array.shape[1]) == shape:
+            return array.transpose(0, 2, 3, 1)
+        if (array.shape[0], array.shape[3], array.shape[1], array.shape[2]) == shape:
+            return array.transpose(0, 3, 1, 2)
+    return array.reshape(shape)
+
+
 def finn_check(final_model_path: Path, onnx_path: Path, inputs: np.ndarray, task: str) -> tuple[dict, np.ndarray, np.ndarray]:
     """Run the final FINN graph in Python against the QONNX export on the same (float) inputs.
 
@@ -347,11 +362,11 @@ def finn_check(final_model_path: Path, onnx_path: Path, inputs: np.ndarray, task
     finn_shape = finn_model.get_tensor_shape(finn_in)
     max_abs_diff, graph_inputs, finn_outputs = 0.0, [], []
     for sample in inputs:
-        graph_input = to_graph_input(reference, sample[None])
-        expected = execute_onnx(reference, {ref_in: graph_input})[ref_out]
-        produced = execute_onnx(finn_model, {finn_in: graph_input.reshape(finn_shape)})[finn_out]
-        max_abs_diff = max(max_abs_diff, float(np.abs(produced.reshape(expected.shape) - expected).max()))
-        graph_inputs.append(graph_input.reshape(finn_shape))
+        graph_input = to_layout(to_graph_input(reference, sample[None]), finn_shape)
+        expected = execute_onnx(reference, {ref_in: to_layout(graph_input, reference.get_tensor_shape(ref_in))})[ref_out]
+        produced = execute_onnx(finn_model, {finn_in: graph_input})[finn_out]
+        max_abs_diff = max(max_abs_diff, float(np.abs(to_layout(produced, expected.shape) - expected).max()))
+        graph_inputs.append(graph_input)
         finn_outputs.append(produced)
     check = {"max_abs_diff": max_abs_diff, "samples": int(len(inputs)), "passed": max_abs_diff <= 1e-4,
              "compared": "top-1 label" if task == "classification" else "output"}
@@ -521,7 +536,8 @@ def finn_and_report(onnx_path: Path, sidecar: dict, check_inputs: np.ndarray, bo
 
 def build_module(module, sample, name: str, board: str = "pynq-z2", folding: str | None = None,
                  target_fps: int | None = None, acc_mode: str = "target", task: str = "classification",
-                 check_inputs=None, reports_root: Path | None = None, work_root: Path | None = None) -> dict:
+                 check_inputs=None, reports_root: Path | None = None, work_root: Path | None = None,
+                 steps: list | None = None) -> dict:
     """Bring your own model: export a user's Brevitas ``module`` and run the FINN flow and reports.
 
     ``sample`` is one input batch (batch size 1 sets the exported shape); ``check_inputs`` (default
@@ -546,4 +562,5 @@ def build_module(module, sample, name: str, board: str = "pynq-z2", folding: str
                                              "task": task, "weights": "user", "test_top1": None})
     return finn_and_report(work_dir / "model.onnx", sidecar, np.asarray(check_inputs), board_preset, folding_path,
                            target_fps, acc_mode, work_dir, report_dir,
-                           options={"model": name, "board": board, "folding": folding, "target_fps": target_fps})
+                           options={"model": name, "board": board, "folding": folding, "target_fps": target_fps},
+                           steps=steps)

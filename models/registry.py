@@ -57,13 +57,24 @@ class ModelSpec:
             kwargs["in_channels"] = self.sample_shape(data_dir)[0]
         return _resolve(self.factory)(quantizer, acc_bits, **kwargs)
 
+    def _module_hook(self, name: str):
+        module_name = self.factory.partition(":")[0] if isinstance(self.factory, str) else self.factory.__module__
+        return getattr(importlib.import_module(module_name), name, None)
+
     def init_for_a2q(self, model) -> bool:
         """Apply the model module's A2Q-aware initialization if it has one; True if applied."""
-        module_name = self.factory.partition(":")[0] if isinstance(self.factory, str) else self.factory.__module__
-        init = getattr(importlib.import_module(module_name), "init_for_a2q", None)
+        init = self._module_hook("init_for_a2q")
         if init is None:
             return False
         init(model)
+        return True
+
+    def after_calibration(self, model, inputs) -> bool:
+        """Apply the model module's ``center_output_level(model, inputs)`` (untrained builds) if it has one."""
+        hook = self._module_hook("center_output_level")
+        if hook is None:
+            return False
+        hook(model, inputs)
         return True
 
 

@@ -10,13 +10,25 @@ The chain is plain (no forks), so FINN's stock streamlining does almost everythi
 * finn-plus's ``step_convert_to_hw`` only looks for an op named ``Upsample``, so ``InferUpsample``
   (which also takes ``Resize``) is run explicitly before it (:func:`step_infer_upsample`).
 
+* with one image channel, the layout transposes at the graph input and output only move a size-1 axis:
+  :class:`RemoveSingleChannelIOTransposes` drops them, so no ``Transpose`` stays outside the dataflow
+  partition and no ``Shuffle`` layer is built (the FINN graph takes and gives NHWC, the same bytes);
+* FINN's ``SetFolding`` does not fold ``UpsampleNearestNeighbour`` (SIMD stays 1, and its two-pass
+  relaxation then slows every layer down to it) and caps an MVAU's weight stream at 36 bits per PE
+  (SIMD 4 for the 8-bit output layer, which runs on 9x the input pixels):
+  :func:`step_sr_target_fps_parallelization` folds the upsamplers first and allows wider streams.
+
 The final ``Mul`` by the output scale (1/255: the output integer is the pixel value) is the output
-dequantization; the conversion to HW layers turns it into an ``ElementwiseMul`` at the end of the graph.
+dequantization; the conversion to HW layers turns it into a float ``ElementwiseMul`` at the end of the
+graph (FINN estimates no resources for it).
+
+Shared with :mod:`flow.model_steps.unet`: the transformations, :func:`tidy`, :func:`sr_steps`.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import qonnx.core.data_layout as DataLayout
 from qonnx.transformation.base import Transformation
 from qonnx.transformation.general import GiveReadableTensorNames, GiveUniqueNodeNames, RemoveUnusedTensors
 from qonnx.transformation.infer_data_layouts import InferDataLayouts
@@ -37,7 +49,7 @@ def _attr(node, name, default=None):
 
 
 def is_nearest_resize(model, node) -> bool:
-    """A nearest-neighbour ``Resize``/``Upsample`` with constant scales."""
+    """A nearest-neighbour ``Resize``/``Upsample``: it only selects (copies) input elements."""
     if node is None or node.op_type not in ("Resize", "Upsample"):
         return False
     return _attr(node, "mode", "nearest") == "nearest"
@@ -117,6 +129,7 @@ class RemoveSingleChannelIOTransposes(Transformation):
                 graph.node.remove(node)
                 model.set_tensor_shape(graph_in, new_shape)
                 model.set_tensor_datatype(graph_in, dtype)
+                model.set_tensor_layout(graph_in, model.get_tensor_layout(node.output[0]) or DataLayout.NHWC)
                 changed = True
         graph_out = graph.output[0].name
         tail = []  # scalar Mul/Add between the transpose and the graph output
@@ -143,6 +156,7 @@ class RemoveSingleChannelIOTransposes(Transformation):
                 for op in tail:
                     model.set_tensor_shape(op.output[0], shape)
                 model.set_tensor_datatype(graph_out, dtype)
+                model.set_tensor_layout(graph_out, model.get_tensor_layout(node.input[0]) or DataLayout.NHWC)
                 changed = True
         if changed:
             model = model.transform(InferShapes())
@@ -200,4 +214,62 @@ def step_infer_upsample(model, cfg):
     return tidy(model)
 
 
-STEPS = estimate_steps(streamline=[step_espcn_streamline], before_convert=[step_infer_upsample])
+# Weight bits per PE that SetFolding may give an MVAU's SIMD. FINN's default (36) caps an 8-bit layer at
+# SIMD 4; the single-channel output layer of an x3 model runs on 9x the input pixels and can then only
+# reach about 150 frames/s on a 32x32 input at 100 MHz. Its weights are tiny, so wider is cheap.
+MVAU_WWIDTH_MAX = 1024
+
+
+def target_cycles(cfg) -> int | None:
+    """Cycles per frame of the requested throughput (None when a folding file is given instead)."""
+    if cfg.folding_config_file is not None or not cfg.target_fps:
+        return None
+    return int(1e9 / cfg.synth_clk_period_ns / cfg.target_fps)
+
+
+def fold_upsamplers(model, cycles: int):
+    """SIMD of every ``UpsampleNearestNeighbour``: the smallest divisor of its channels that meets
+    ``cycles`` (FINN's SetFolding leaves these at SIMD 1 and then relaxes every layer to their pace)."""
+    from qonnx.custom_op.registry import getCustomOp
+
+    for node in model.graph.node:
+        if not node.op_type.startswith("UpsampleNearestNeighbour"):
+            continue
+        inst = getCustomOp(node)
+        channels = inst.get_nodeattr("NumChannels")
+        for simd in [d for d in range(1, channels + 1) if channels % d == 0]:
+            inst.set_nodeattr("SIMD", simd)
+            if inst.get_exp_cycles() <= cycles:
+                break
+    return model
+
+
+def step_sr_target_fps_parallelization(model, cfg):
+    """FINN's ``step_target_fps_parallelization`` with the upsamplers folded first and a wider MVAU
+    weight stream allowed (see ``MVAU_WWIDTH_MAX``); unchanged when a folding file is given."""
+    from finn.builder.build_dataflow_steps import step_target_fps_parallelization
+
+    cycles = target_cycles(cfg)
+    if cycles is None:
+        return step_target_fps_parallelization(model, cfg)
+    model = fold_upsamplers(model, cycles)
+    saved = cfg.mvau_wwidth_max
+    cfg.mvau_wwidth_max = max(saved, MVAU_WWIDTH_MAX)
+    try:
+        return step_target_fps_parallelization(model, cfg)
+    finally:
+        cfg.mvau_wwidth_max = saved
+
+
+def sr_steps(streamline: list, before_qonnx: list | None = None) -> list:
+    """The estimate-only step list for a super-resolution topology: ``streamline`` in place of
+    ``step_streamline``, ``InferUpsample`` before the HW conversion, the folding step above."""
+    steps = estimate_steps(streamline=streamline, before_convert=[step_infer_upsample])
+    steps[steps.index("step_target_fps_parallelization")] = step_sr_target_fps_parallelization
+    if before_qonnx:
+        index = steps.index("step_qonnx_to_finn")
+        steps[index:index] = before_qonnx
+    return steps
+
+
+STEPS = sr_steps([step_espcn_streamline])

@@ -27,13 +27,7 @@ from qonnx.transformation.base import Transformation
 from qonnx.transformation.general import RemoveUnusedTensors, SortGraph
 from qonnx.transformation.infer_shapes import InferShapes
 
-from flow.model_steps.espcn import (
-    MoveLinearPastNearestResize,
-    RemoveSingleChannelIOTransposes,
-    step_infer_upsample,
-    tidy,
-)
-from flow.steps import estimate_steps
+from flow.model_steps.espcn import MoveLinearPastNearestResize, RemoveSingleChannelIOTransposes, sr_steps, tidy
 
 MAX_ROUNDS = 12
 
@@ -51,9 +45,9 @@ class SplitSharedRelu(Transformation):
             if len(consumers) < 2:
                 continue
             index = list(graph.node).index(node)
-            for consumer in consumers[1:]:
+            for number, consumer in enumerate(consumers[1:], start=1):
                 copy_node = copy.deepcopy(node)
-                copy_node.name = model.make_new_valueinfo_name() if node.name else ""
+                copy_node.name = f"{node.name}_copy{number}" if node.name else ""
                 new_output = model.make_new_valueinfo_name()
                 copy_node.output[0] = new_output
                 graph.node.insert(index + 1, copy_node)
@@ -122,5 +116,4 @@ def step_unet_streamline(model, cfg):
     return streamline_unet(model)
 
 
-STEPS = estimate_steps(streamline=[step_unet_streamline], before_convert=[step_infer_upsample])
-STEPS.insert(STEPS.index("step_qonnx_to_finn"), step_split_shared_relu)
+STEPS = sr_steps([step_unet_streamline], before_qonnx=[step_split_shared_relu])
