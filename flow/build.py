@@ -173,7 +173,9 @@ def ensure_checkpoint(opts: BuildOptions, spec, train: bool = True) -> tuple[Pat
     if path.is_file():
         payload = load_checkpoint(path)
         check_identity(payload, identity, path)
-        if payload["epoch"] >= epochs or not train:
+        if payload.get("recipe") != spec.recipe and train:
+            log(f"[build] {path} was trained with another recipe than {spec.name}'s current one: retraining")
+        elif payload["epoch"] >= epochs or not train:
             log(f"[build] reusing checkpoint {path} (epoch {payload['epoch']}/{epochs}, {format_metrics(payload['metrics'])})")
             return path, payload["metrics"]
     if not train:

@@ -271,6 +271,7 @@ def resolve_settings(config: StudyConfig, spec, test_count: int) -> dict:
         "max_steps_per_epoch": config.max_steps_per_epoch,
         "test_samples": int(test_count),
         "baseline_acc_bits": BASELINE_ACC_BITS,
+        "recipe": dict(spec.recipe),
     }
 
 
@@ -323,7 +324,8 @@ def write_json_atomic(path: Path, payload: dict) -> None:
 
 def checkpoint_dir(checkpoint_root: Path, settings: dict) -> Path:
     data = Path(settings["data"])
-    digest = hashlib.sha1(str(data).encode()).hexdigest()[:6]
+    # the training recipe is part of the key: checkpoints of another recipe are never reused
+    digest = hashlib.sha1((str(data) + json.dumps(settings.get("recipe"), sort_keys=True)).encode()).hexdigest()[:6]
     steps = f"_steps{settings['max_steps_per_epoch']}" if settings["max_steps_per_epoch"] else ""
     return Path(checkpoint_root) / f"{data.name}-{digest}_seed{settings['seed']}{steps}"
 

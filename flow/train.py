@@ -173,15 +173,19 @@ def train_model(
     model.to(device)
 
     params = [p for p in model.parameters() if p.requires_grad]
+    lr = recipe.get("lr_by_quantizer", {}).get(identity.get("quantizer"), recipe["lr"])
     if recipe["optimizer"] == "adam":
-        optimizer = torch.optim.Adam(params, lr=recipe["lr"], weight_decay=recipe["weight_decay"])
+        optimizer = torch.optim.Adam(params, lr=lr, weight_decay=recipe["weight_decay"])
     elif recipe["optimizer"] == "sgd":
-        optimizer = torch.optim.SGD(params, lr=recipe["lr"], momentum=0.9, weight_decay=recipe["weight_decay"])
+        optimizer = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=recipe["weight_decay"])
     else:
         raise FlowError(f"recipe of {spec.name} names unknown optimizer {recipe['optimizer']!r}; valid: adam, sgd")
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=recipe["lr_step_epochs"], gamma=recipe["lr_gamma"])
 
     start_epoch, history = 0, []
+    if checkpoint_path.is_file() and load_checkpoint(checkpoint_path).get("recipe") != recipe:
+        log(f"[train] {checkpoint_path.name} was trained with another recipe: starting over")
+        checkpoint_path.unlink()
     if checkpoint_path.is_file():
         payload = load_checkpoint(checkpoint_path)
         check_identity(payload, identity, checkpoint_path)
@@ -234,6 +238,7 @@ def train_model(
                 "history": history,
                 "metrics": metrics,
                 "seed": seed,
+                "recipe": recipe,
             },
         )
     regularizer.remove()

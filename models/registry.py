@@ -3,7 +3,7 @@
 A factory is ``"module:function"`` (imported when first used) or a callable, called as
 ``factory(quantizer, acc_bits, weight_bits=..., act_bits=..., width=..., **data_kwargs)`` and returning
 a Brevitas ``nn.Module``. Recipes are plain data, read by ``flow.train``; ``lr_gamma`` multiplies the
-learning rate every ``lr_step_epochs`` epochs. A model module may define ``init_for_a2q(model)``,
+learning rate every ``lr_step_epochs`` epochs; ``lr_by_quantizer`` overrides ``lr`` per quantizer. A model module may define ``init_for_a2q(model)``,
 used for untrained builds (A2Q-constrained initial weights).
 """
 
@@ -96,7 +96,11 @@ MODELS: dict[str, ModelSpec] = {
         input_shape=(784,),
         weight_bits=8,
         act_bits=1,
-        recipe=_adam(epochs=3, batch_size=256, lr=1e-2, weight_decay=0.0, step=1, gamma=0.5),
+        # A2Q's weight-norm parametrization (direction and norm g) learns slower at the same step size:
+        # 3 epochs on Fashion-MNIST gave A2Q P=12 70.3% top-1 at lr 1e-2 and 78.4% at 3e-2, while the
+        # baseline is best at 1e-2 (79.2% against 78.3%).
+        recipe={**_adam(epochs=3, batch_size=256, lr=1e-2, weight_decay=0.0, step=1, gamma=0.5),
+                "lr_by_quantizer": {"a2q": 3e-2, "a2q+": 3e-2}},
         train_on_build=True,
         description="1-layer linear QNN, K=784 binary inputs, 8-bit weights, 10 classes",
     ),
