@@ -83,14 +83,22 @@ def make_model(opts: BuildOptions, spec):
 
 
 def calibrate_statistics(model, inputs, batch_size: int = 32):
-    """Forward ``inputs`` in train mode without gradients: batch-norm running statistics (and any
-    statistics-based quantizer scales) follow the data instead of their defaults."""
+    """Forward ``inputs`` in train mode without gradients: batch-norm running statistics become the
+    exact average over these batches (and statistics-based quantizer scales follow the data)."""
     import torch
+    from torch import nn
 
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [norm.momentum for norm in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # cumulative average instead of an exponential one
     model.train()
     with torch.no_grad():
         for start in range(0, len(inputs), batch_size):
             model(inputs[start : start + batch_size])
+    for norm, momentum in zip(norms, momenta):
+        norm.momentum = momentum
     model.eval()
 
 

@@ -6,14 +6,14 @@ solves that but applies every rewrite exhaustively with a deep copy and cleanup 
 minutes even at 1/16 width. ``step_resnet18_streamline`` applies only the rewrites this topology
 needs, each once to its fixed point, in an order that works for it:
 
-1. batch norm to Mul/Add, Div to Mul;
+1. the output quantizer's offset into its thresholds; batch norm to Mul/Add, Div to Mul;
 2. the per-tensor scale after each shared activation is copied onto every consumer of the fork
    (``MoveMulPastFork``), so each residual Add sees ``x*s + y*s`` and becomes ``(x + y)*s``
    (``MoveLinearPastEltwiseAdd``): an integer addition of two same-scale activations;
 3. scalar scales move forward past convolutions, reshapes and the classifier's MatMul and collapse
    with the per-channel weight scales and batch-norm factors; Adds and Muls (negative factors
    split into a sign flip of the integer weights) are absorbed into the next thresholds; the
-   output quantizer's offset goes into its thresholds and its scale into TopK;
+   output quantizer's scale goes into TopK;
 4. convolutions are lowered to Im2Col + MatMul in NHWC; the layout Transposes are moved through
    thresholds, forks and residual Adds until only the one at the graph input remains (it stays
    outside the dataflow partition).
@@ -94,7 +94,11 @@ def step_resnet18_streamline(model, cfg):
     from qonnx.transformation.infer_datatypes import InferDataTypes
     from qonnx.transformation.lower_convs_to_matmul import LowerConvsToMatMul
 
-    model = _apply(model, [ConvertDivToMul(), BatchNormToAffine(), MoveMulPastFork(), MoveLinearPastEltwiseAdd()])
+    from finn.transformation.streamline.absorb import AbsorbScalarBiasIntoMultiThreshold
+
+    # the output quantizer's offset first, before any Add is moved past its scale
+    model = _apply(model, [AbsorbScalarBiasIntoMultiThreshold(), ConvertDivToMul(), BatchNormToAffine(),
+                           MoveMulPastFork(), MoveLinearPastEltwiseAdd()])
     model = absorb_scales(model)
     model = model.transform(LowerConvsToMatMul())
     model = sink_transposes(model)
