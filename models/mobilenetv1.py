@@ -21,11 +21,9 @@ from brevitas.quant import TruncTo8bit
 from torch import nn
 
 from models.quant import ImageInputQuant, SignedActQuant, weight_kwargs
-from models.resnet18 import (  # noqa: F401  (init_for_a2q, center_output_level: registry hooks)
+from models.resnet18 import (  # noqa: F401  (init_for_a2q: registry hook)
     FIRST_LAST_BITS,
     OUTPUT_BITS,
-    calibrate_untrained,
-    center_output_level,
     init_for_a2q,
     pool_bits,
     relu,
@@ -39,7 +37,7 @@ BLOCKS = ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2),
           (512, 1), (512, 1), (512, 1), (512, 1), (512, 1), (1024, 1), (1024, 1))
 POOL_STRIDE = 2
 
-__all__ = ["QuantMobileNetV1", "build_mobilenetv1", "init_for_a2q", "calibrate_untrained", "center_output_level"]
+__all__ = ["QuantMobileNetV1", "build_mobilenetv1", "init_for_a2q"]
 
 
 class DepthwiseSeparable(nn.Module):

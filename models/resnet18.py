@@ -14,9 +14,8 @@ without a shift where the sum fits 8 bits (FLOOR truncation otherwise, the only 
 and the logits get an 8-bit output quantizer, so FINN folds every scale into thresholds and ends the
 graph in TopK -> LabelSelect.
 
-This module also holds what the zoo's classifiers share for untrained builds: the A2Q initialization
-``init_for_a2q`` and the batch-norm calibration ``calibrate_untrained`` (registry hook
-``center_output_level``).
+This module also holds the A2Q initialization ``init_for_a2q`` that the zoo's classifiers share for
+untrained builds (batch-norm calibration is ``flow.build.calibrate_statistics``).
 """
 
 from __future__ import annotations
@@ -258,33 +257,3 @@ def init_for_a2q(model: nn.Module, sample: torch.Tensor | None = None) -> dict:
             raise RuntimeError(f"A2Q layer {name}: every integer weight is zero after initialization")
     model.train(was_training)
     return report
-
-
-@torch.no_grad()
-def calibrate_untrained(model: nn.Module, inputs: torch.Tensor, batch_size: int = 32) -> nn.Module:
-    """Batch-norm running statistics as the exact average over ``inputs``; activation scales follow.
-
-    Forward passes in train mode with every batch norm's running statistics reset and its momentum set
-    to None (cumulative average): with the default momentum of 0.1 a few calibration batches leave
-    the running variance mostly at its initial 1, so eval-mode activations come out far smaller than
-    the activation scales collected in train mode and a deep untrained network outputs the same logits
-    for every image (the FINN check then compares constants). Leaves eval mode.
-    """
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    momenta = [norm.momentum for norm in norms]
-    for norm in norms:
-        norm.reset_running_stats()
-        norm.momentum = None
-    model.train()
-    try:
-        for start in range(0, len(inputs), batch_size):
-            model(inputs[start : start + batch_size])
-    finally:
-        for norm, momentum in zip(norms, momenta):
-            norm.momentum = momentum
-        model.eval()
-    return model
-
-
-# The registry calls ``center_output_level(model, inputs)`` after its own calibration of untrained builds.
-center_output_level = calibrate_untrained
