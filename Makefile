@@ -27,6 +27,7 @@ DEPLOY ?= $(shell ls -td build/*/deploy 2>/dev/null | head -1)
 EPOCHS ?=
 DEVICE ?= cpu
 WIDTH ?=
+INIT ?=
 PS ?= 32 24 20 16 14 12
 FOLDINGS ?=
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
@@ -34,7 +35,7 @@ FASHION_MNIST := /usr/share/datasets/fashion-mnist
 # Optional arguments are only passed when set, so the CLI's defaults stay the single source.
 opt = $(if $(strip $(2)),$(1) $(2))
 MODEL_ARGS = --model $(MODEL) --quant $(QUANT) --P $(P) --device $(DEVICE) $(call opt,--data,$(DATA)) $(call opt,--epochs,$(EPOCHS)) \
-             $(call opt,--width,$(WIDTH))
+             $(call opt,--width,$(WIDTH)) $(call opt,--init,$(INIT))
 BUILD_ARGS = $(MODEL_ARGS) $(call opt,--board,$(BOARD)) $(call opt,--folding,$(FOLDING)) $(call opt,--fps,$(FPS)) \
              $(call opt,--ckpt,$(CKPT)) $(call opt,--onnx,$(ONNX)) $(call opt,--acc-mode,$(ACC_MODE)) \
              $(call opt,--outputs,$(OUTPUTS)) $(if $(SYNTH),$(if $(filter 0 no false,$(SYNTH)),--no-synth,--synth)) \

@@ -25,6 +25,8 @@ def add_model_args(parser: argparse.ArgumentParser):
     parser.add_argument("--width", type=float, default=1.0, help="width multiplier of the model's channels")
     parser.add_argument("--weight-bits", type=int, default=None, help="hidden layers' weight bits (default: per model)")
     parser.add_argument("--act-bits", type=int, default=None, help="hidden layers' activation bits (default: per model)")
+    parser.add_argument("--init", default=None,
+                        help="start training from this (float) checkpoint: tensors with matching names and shapes")
 
 
 def parse_acc_bits(text):
@@ -60,6 +62,7 @@ def build_options(args):
         width=args.width,
         weight_bits=args.weight_bits,
         act_bits=args.act_bits,
+        init_checkpoint=args.init,
     )
 
 
@@ -97,7 +100,7 @@ def cmd_train(args) -> int:
     spec = get_model_spec(args.model)
     opts = BuildOptions(model=args.model, quantizer=args.quantizer, data=args.data or None, epochs=args.epochs,
                         device=args.device, seed=args.seed, width=args.width, weight_bits=args.weight_bits,
-                        act_bits=args.act_bits)
+                        act_bits=args.act_bits, init_checkpoint=args.init)
     opts.acc_bits = validate_acc_bits(parse_acc_bits(args.acc_bits), spec, args.quantizer)
     path, metrics = ensure_checkpoint(opts, spec, train=True)
     print(f"[train] checkpoint {path}: {format_metrics(metrics)}")
