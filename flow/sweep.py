@@ -108,23 +108,34 @@ def write_sweep(rows: list[dict], out_dir: Path) -> dict[str, Path]:
         writer.writeheader()
         writer.writerows(rows)
     synthesized = any(row.get("acc_layers_lut_synth") for row in rows)
-    key = "acc_layers_lut_synth" if synthesized else "lut"
-    label = "LUT of MVAU/VVAU + thresholding layers (Yosys)" if synthesized else "LUT (FINN estimate)"
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    widest = max(row["acc_bits"] for row in rows)
     for folding in sorted({str(row["folding"]) for row in rows}):
         members = sorted((row for row in rows if str(row["folding"]) == folding), key=lambda row: row["acc_bits"])
         p_values = [row["acc_bits"] for row in members]
-        axes[0].plot(p_values, [row[key] for row in members], marker="o", label=f"folding {folding}")
-        axes[1].plot(p_values, [row[f"{key}_ratio"] for row in members], marker="o", label=f"folding {folding}")
-    axes[0].set(title=f"{rows[0]['model']} ({rows[0]['quantizer']}): resources vs P", xlabel="accumulator width P (bits)",
-                ylabel=label)
-    widest = max(row["acc_bits"] for row in rows)
+        if synthesized:
+            axes[0].plot(p_values, [row["acc_layers_lut_synth"] for row in members], marker="o",
+                         label=f"{folding}: LUT, Yosys synthesis")
+            axes[0].plot(p_values, [row["acc_layers_ff_synth"] for row in members], marker="s",
+                         label=f"{folding}: FF, Yosys synthesis")
+            axes[1].plot(p_values, [row["acc_layers_lut_synth_ratio"] for row in members], marker="o",
+                         label=f"{folding}: LUT (Yosys)")
+            axes[1].plot(p_values, [row["acc_layers_ff_synth_ratio"] for row in members], marker="s",
+                         label=f"{folding}: FF (Yosys)")
+        axes[0].plot(p_values, [row["acc_layers_lut"] for row in members], marker="^", linestyle="--",
+                     label=f"{folding}: LUT, FINN estimate")
+        axes[1].plot(p_values, [row["lut_ratio"] for row in members], marker="^", linestyle="--",
+                     label=f"{folding}: LUT, FINN estimate (whole design)")
+        for ax in axes:
+            ax.set_xticks(sorted({row["acc_bits"] for row in rows}))
+    axes[0].set(title=f"{rows[0]['model']} ({rows[0]['quantizer']}): MVAU/VVAU + thresholding layers",
+                xlabel="accumulator width P (bits)", ylabel="count")
     axes[1].set(title=f"reduction against the P={widest} build", xlabel="accumulator width P (bits)",
-                ylabel=f"{key} at P={widest} / {key} at P")
+                ylabel=f"resources at P={widest} / resources at P")
     axes[1].axhline(1.0, color="grey", lw=0.8)
     for ax in axes:
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(paths["png"], dpi=120)
     plt.close(fig)
