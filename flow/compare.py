@@ -12,7 +12,7 @@ from pathlib import Path
 
 from flow.errors import FlowError
 
-COLUMNS = ["build", "model", "quantizer", "acc_bits", "board", "folding", "weights", "test_top1", "test_psnr",
+COLUMNS = ["build", "model", "width", "quantizer", "acc_bits", "board", "folding", "weights", "test_top1", "test_psnr",
            "lut", "bram18", "dsp", "ff", "max_cycles", "fps_at_clock", "resource_source"]
 
 
@@ -33,6 +33,7 @@ def row_of(summary_path: Path) -> dict:
     return {
         "build": summary_path.parent.name,
         "model": summary.get("model"),
+        "width": (summary.get("options") or {}).get("width", 1.0),
         "quantizer": summary.get("quantizer"),
         "acc_bits": summary.get("acc_bits_target"),
         "board": summary.get("board"),
@@ -107,11 +108,11 @@ def write_comparison(rows: list[dict], out_dir: Path) -> dict[str, Path]:
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
         if row["acc_bits"] is not None:
-            groups.setdefault((row["model"], row["quantizer"], row["board"], row["folding"]), []).append(row)
+            groups.setdefault((row["model"], row["width"], row["quantizer"], row["board"], row["folding"]), []).append(row)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    for (model, quantizer, board, folding), members in sorted(groups.items(), key=lambda kv: str(kv[0])):
+    for (model, width, quantizer, board, folding), members in sorted(groups.items(), key=lambda kv: str(kv[0])):
         members = sorted(members, key=lambda r: r["acc_bits"])
-        label = f"{model} {quantizer} {board} {folding or ''}".strip()
+        label = f"{model}{'' if width in (None, 1.0) else f' w{width:g}'} {quantizer} {board} {folding or ''}".strip()
         p_values = [r["acc_bits"] for r in members]
         axes[0].plot(p_values, [r["lut"] for r in members], marker="o", label=label)
         axes[1].plot(p_values, [r["bram18"] for r in members], marker="s", label=label)
@@ -140,7 +141,10 @@ def write_comparison(rows: list[dict], out_dir: Path) -> dict[str, Path]:
         ax.set_ylabel(label)
     ax.set(title="Quality vs LUTs", xlabel="LUT")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no build with a measured accuracy or PSNR yet", ha="center", transform=ax.transAxes)
     fig.tight_layout()
     fig.savefig(paths["pareto_png"], dpi=120)
     plt.close(fig)

@@ -35,7 +35,7 @@ def test_comparison_table_and_plots(tmp_path):
     with open(paths["csv"]) as f:
         table = list(csv.DictReader(f))
     assert [int(r["acc_bits"]) for r in table] == [20, 16, 12]
-    assert "| a | linear | a2q | 16 | pynq-z2 | f1 | trained | 0.78 | - | 900 |" in paths["md"].read_text()
+    assert "| a | linear | 1 | a2q | 16 | pynq-z2 | f1 | trained | 0.78 | - | 900 |" in paths["md"].read_text()
     for key in ("resources_png", "pareto_png"):
         assert paths[key].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
