@@ -118,8 +118,12 @@ def write_comparison(rows: list[dict], out_dir: Path) -> dict[str, Path]:
         axes[1].plot(p_values, [r["bram18"] for r in members], marker="s", label=label)
     axes[0].set(title="LUTs vs accumulator width", xlabel="target accumulator width P (bits)", ylabel="LUT")
     axes[1].set(title="BRAM18 vs accumulator width", xlabel="target accumulator width P (bits)", ylabel="BRAM18 blocks")
+    p_ticks = sorted({r["acc_bits"] for members in groups.values() for r in members})
     for ax in axes:
-        ax.grid(alpha=0.3)
+        ax.grid(alpha=0.3, which="both")
+        ax.set_yscale("log")  # builds of very different sizes share the axes; log keeps each curve's slope visible
+        if p_ticks:
+            ax.set_xticks(p_ticks)
     if groups:
         axes[0].legend(fontsize=7)
     fig.tight_layout()
