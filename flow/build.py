@@ -106,7 +106,6 @@ def load_float_init(model, path: Path):
     """Start from a float (or other) checkpoint's matching tensors, as the paper does for classifiers."""
     import torch
 
-    from flow.train import load_checkpoint
 
     try:
         payload = torch.load(path, map_location="cpu", weights_only=False)
