@@ -58,6 +58,20 @@ def quant_layers(model: nn.Module) -> dict[str, nn.Module]:
 
 
 @torch.no_grad()
+def forward_once(model: nn.Module, sample: torch.Tensor, hooks: list) -> None:
+    """One eval-mode forward pass of ``sample`` to feed ``hooks`` (handles); afterwards the hooks are
+    removed and the model's training mode is restored, also when the pass fails."""
+    was_training = model.training
+    model.eval()
+    try:
+        model(sample)
+    finally:
+        for hook in hooks:
+            hook.remove()
+        model.train(was_training)
+
+
+@torch.no_grad()
 def capture_quant_layers(model: nn.Module, sample: torch.Tensor) -> dict[str, dict]:
     """Run ``sample`` through ``model`` (eval mode) and record, per quantized layer, the integer
     weights, their scale and the quantized input's bit width and signedness."""
@@ -80,14 +94,7 @@ def capture_quant_layers(model: nn.Module, sample: torch.Tensor) -> dict[str, di
 
     for name, layer in layers.items():
         hooks.append(layer.input_quant.register_forward_hook(input_hook(name)))
-    was_training = model.training
-    model.eval()
-    try:
-        model(sample)
-    finally:
-        for hook in hooks:
-            hook.remove()
-        model.train(was_training)
+    forward_once(model, sample, hooks)
     records = {}
     for name, layer in layers.items():
         if name not in seen:

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from flow.errors import FlowError
+from flow.export import forward_once
 from models.quant import ImageInputQuant, UnsignedActQuant, weight_kwargs
 
 IO_BITS = 8  # first and last layers: 8-bit weights, 8-bit activations, outside A2Q
@@ -163,14 +164,8 @@ def init_for_a2q(model: nn.Module, sample: torch.Tensor | None = None, margin: f
 
         return hook
 
-    hooks = [module.register_forward_hook(recorder(name)) for name, module in pre_scalings.items()]
     was_training = model.training
-    model.eval()
-    try:
-        model(sample)
-    finally:
-        for hook in hooks:
-            hook.remove()
+    forward_once(model, sample, [module.register_forward_hook(recorder(name)) for name, module in pre_scalings.items()])
     layers = dict(model.named_modules())
     for name, pre in pre_scalings.items():
         if name not in seen:

@@ -26,6 +26,7 @@ import torch
 from brevitas.quant import TruncTo8bit
 from torch import nn
 
+from flow.export import forward_once
 from models.quant import ImageInputQuant, SignedActQuant, UnsignedActQuant, weight_kwargs
 
 STAGE_CHANNELS = (64, 128, 256, 512)
@@ -216,12 +217,7 @@ def init_for_a2q(model: nn.Module, sample: torch.Tensor | None = None) -> dict:
     if sample is None:
         sample = torch.rand(2, *getattr(model, "input_shape", (3, 32, 32)), generator=torch.Generator().manual_seed(0))
     was_training = model.training
-    model.eval()
-    try:
-        model(sample)
-    finally:
-        for hook in hooks:
-            hook.remove()
+    forward_once(model, sample, hooks)
 
     report = {}
     for name, layer in layers.items():
