@@ -21,15 +21,6 @@ from flow.errors import FlowError
 from flow.steps import ACC_MODE_PROP, ESTIMATE_STEPS, SIDECAR_PROP, TASK_PROP, load_step_list
 
 MAX_ACC_BITS = 32
-FINN_REPORTS = (
-    "estimate_layer_resources.json",
-    "estimate_layer_cycles.json",
-    "estimate_network_performance.json",
-    "op_and_param_counts.json",
-    "auto_folding_config.json",
-    "applied_folding_config.json",
-    "time_per_step.json",
-)
 
 
 @dataclass

@@ -14,8 +14,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = REPO_ROOT / "build_configs"
 BOARD_KEYS = {"fpga_part", "finn_board", "family", "clock_ns", "resources"}
 RESOURCE_KEYS = {"lut", "ff", "bram18", "uram", "dsp"}
-MODEL_DEFAULT_KEYS = {"board", "folding", "target_fps", "acc_mode", "specialize", "standalone_thresholds", "synth",
-                      "rtlsim"}
+MODEL_DEFAULT_KEYS = {"board", "folding", "target_fps", "acc_mode", "standalone_thresholds", "synth", "rtlsim"}
 
 
 def read_json(path: Path, what: str) -> dict:
