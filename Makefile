@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 
 MODEL ?= linear
 QUANT ?= a2q
-P ?= 16
+P ?=
 BOARD ?=
 FOLDING ?=
 FPS ?=
@@ -28,18 +28,25 @@ EPOCHS ?=
 DEVICE ?= cpu
 WIDTH ?=
 INIT ?=
+WEIGHT_BITS ?=
+ACT_BITS ?=
+SEED ?=
+ALLOW_UNMATCHED_SIDECAR ?=
 PS ?= 32 24 20 16 14 12
 FOLDINGS ?=
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
 
 # Optional arguments are only passed when set, so the CLI's defaults stay the single source.
+# The CLI names Make variables in its error messages when it runs under make.
+export A2Q_FLOW_VIA_MAKE := 1
 opt = $(if $(strip $(2)),$(1) $(2))
-MODEL_ARGS = --model $(MODEL) --quant $(QUANT) --P $(P) --device $(DEVICE) $(call opt,--data,$(DATA)) $(call opt,--epochs,$(EPOCHS)) \
-             $(call opt,--width,$(WIDTH)) $(call opt,--init,$(INIT))
+MODEL_ARGS = --model $(MODEL) --quant $(QUANT) --device $(DEVICE) $(call opt,--P,$(P)) $(call opt,--data,$(DATA)) \
+             $(call opt,--epochs,$(EPOCHS)) $(call opt,--width,$(WIDTH)) $(call opt,--init,$(INIT)) \
+             $(call opt,--weight-bits,$(WEIGHT_BITS)) $(call opt,--act-bits,$(ACT_BITS)) $(call opt,--seed,$(SEED))
 BUILD_ARGS = $(MODEL_ARGS) $(call opt,--board,$(BOARD)) $(call opt,--folding,$(FOLDING)) $(call opt,--fps,$(FPS)) \
              $(call opt,--ckpt,$(CKPT)) $(call opt,--onnx,$(ONNX)) $(call opt,--acc-mode,$(ACC_MODE)) \
-             $(call opt,--outputs,$(OUTPUTS)) $(if $(SYNTH),$(if $(filter 0 no false,$(SYNTH)),--no-synth,--synth)) \
-             $(if $(RTLSIM),$(if $(filter 0 no false,$(RTLSIM)),--no-rtlsim,--rtlsim))
+             $(call opt,--outputs,$(OUTPUTS)) $(call opt,--synth,$(SYNTH)) $(call opt,--rtlsim,$(RTLSIM)) \
+             $(if $(filter 1 yes true on,$(ALLOW_UNMATCHED_SIDECAR)),--allow-unmatched-sidecar)
 
 .PHONY: setup data build train sweep overflow compare deploy test test-all models boards clean
 
@@ -84,7 +91,7 @@ sweep: setup
 # Figures 2 and 3) -> hw_reports/overflow_study/; resumes when rerun. OVERFLOW_ARGS=--quick for a short run.
 OVERFLOW_ARGS ?=
 overflow: setup
-	$(PY) scripts/overflow_study.py --device $(DEVICE) $(call opt,--data,$(DATA)) $(OVERFLOW_ARGS)
+	$(PY) -m flow overflow --device $(DEVICE) $(call opt,--data,$(DATA)) $(OVERFLOW_ARGS)
 
 # One table (CSV, Markdown) and plots over the builds in REPORTS (default: everything in hw_reports/).
 compare: setup

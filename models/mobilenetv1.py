@@ -20,15 +20,8 @@ import brevitas.nn as qnn
 from brevitas.quant import TruncTo8bit
 from torch import nn
 
-from models.quant import ImageInputQuant, SignedActQuant, weight_kwargs
-from models.resnet18 import (  # noqa: F401  (init_for_a2q: registry hook)
-    FIRST_LAST_BITS,
-    OUTPUT_BITS,
-    init_for_a2q,
-    pool_bits,
-    relu,
-    scaled_channels,
-)
+from models.blocks import IO_BITS, LOGIT_BITS, image_input_quant, pool_bits, quant_relu, scaled_channels
+from models.quant import SignedActQuant, weight_kwargs
 
 STEM_CHANNELS = 32
 STEM_STRIDE = 2
@@ -36,9 +29,6 @@ STEM_STRIDE = 2
 BLOCKS = ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2),
           (512, 1), (512, 1), (512, 1), (512, 1), (512, 1), (1024, 1), (1024, 1))
 POOL_STRIDE = 2
-
-__all__ = ["QuantMobileNetV1", "build_mobilenetv1", "init_for_a2q"]
-
 
 class DepthwiseSeparable(nn.Module):
     """3x3 depthwise convolution + BN + ReLU, then 1x1 pointwise convolution + BN + ReLU."""
@@ -48,10 +38,10 @@ class DepthwiseSeparable(nn.Module):
         self.dw_conv = qnn.QuantConv2d(in_channels, in_channels, 3, stride=stride, padding=1, groups=in_channels,
                                        bias=False, **conv_kwargs)
         self.dw_bn = nn.BatchNorm2d(in_channels)
-        self.dw_act = relu(act_bits)
+        self.dw_act = quant_relu(act_bits)
         self.pw_conv = qnn.QuantConv2d(in_channels, out_channels, 1, stride=1, padding=0, bias=False, **conv_kwargs)
         self.pw_bn = nn.BatchNorm2d(out_channels)
-        self.pw_act = relu(act_bits)
+        self.pw_act = quant_relu(act_bits)
 
     def forward(self, x):
         x = self.dw_act(self.dw_bn(self.dw_conv(x)))
@@ -68,11 +58,11 @@ class QuantMobileNetV1(nn.Module):
         conv_kwargs = weight_kwargs(quantizer, weight_bits, acc_bits)
         stem = scaled_channels(STEM_CHANNELS, width)
 
-        self.input_quant = qnn.QuantIdentity(act_quant=ImageInputQuant, return_quant_tensor=True)
+        self.input_quant = image_input_quant()
         self.conv1 = qnn.QuantConv2d(in_channels, stem, 3, stride=STEM_STRIDE, padding=1, bias=False,
-                                     **weight_kwargs("baseline", FIRST_LAST_BITS, None))
+                                     **weight_kwargs("baseline", IO_BITS, None))
         self.bn1 = nn.BatchNorm2d(stem)
-        self.relu = relu(act_bits)
+        self.relu = quant_relu(act_bits)
 
         size = (input_size - 1) // STEM_STRIDE + 1
         blocks, channels = [], stem
@@ -86,8 +76,8 @@ class QuantMobileNetV1(nn.Module):
                              f"which a stride-{POOL_STRIDE} pool cannot cover")
         self.pool = qnn.TruncAvgPool2d(kernel_size=size, stride=size, trunc_quant=TruncTo8bit,
                                        bit_width=pool_bits(act_bits, size * size), float_to_int_impl_type="FLOOR")
-        self.fc = qnn.QuantLinear(channels, num_classes, bias=True, **weight_kwargs("baseline", FIRST_LAST_BITS, None))
-        self.output_quant = qnn.QuantIdentity(act_quant=SignedActQuant, bit_width=OUTPUT_BITS)
+        self.fc = qnn.QuantLinear(channels, num_classes, bias=True, **weight_kwargs("baseline", IO_BITS, None))
+        self.output_quant = qnn.QuantIdentity(act_quant=SignedActQuant, bit_width=LOGIT_BITS)
 
     def forward(self, x):
         out = self.relu(self.bn1(self.conv1(self.input_quant(x))))

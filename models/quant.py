@@ -15,7 +15,7 @@ from brevitas.quant import (
     Uint8ActPerTensorFloat,
 )
 
-from flow.errors import FlowError
+from flow.core.errors import FlowError
 
 QUANTIZERS = ("baseline", "a2q", "a2q+")
 SCALING_MIN_VAL = 1e-8

@@ -1,10 +1,12 @@
-"""Model registry: name -> factory, data set, training recipe and build defaults.
+"""Model registry: name -> factory, data set, training recipe and the model's hooks.
 
 A factory is ``"module:function"`` (imported when first used) or a callable, called as
-``factory(quantizer, acc_bits, weight_bits=..., act_bits=..., width=..., **data_kwargs)`` and returning
-a Brevitas ``nn.Module``. Recipes are plain data, read by ``flow.train``; ``lr_gamma`` multiplies the
-learning rate every ``lr_step_epochs`` epochs; ``lr_by_quantizer`` overrides ``lr`` per quantizer. A model module may define ``init_for_a2q(model)``,
-used for untrained builds (A2Q-constrained initial weights).
+``factory(quantizer, acc_bits, weight_bits=..., act_bits=..., width=...[, in_channels=...])`` and returning
+a Brevitas ``nn.Module``. Recipes are plain data, read by ``flow.training.train``; ``lr_gamma`` multiplies
+the learning rate every ``lr_step_epochs`` epochs; ``lr_by_quantizer`` overrides ``lr`` per quantizer.
+Hooks are explicit fields: ``init_for_a2q(model, sample)`` (A2Q-constrained initial weights, for untrained
+builds and fresh trainings) and ``after_calibration(model, inputs)`` (run on untrained builds after the
+batch-norm statistics are collected).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Callable
 
-from flow.errors import FlowError
+from flow.core.errors import FlowError
 
 
 def _resolve(reference):
@@ -27,55 +29,43 @@ def _resolve(reference):
 class ModelSpec:
     name: str
     factory: Callable | str
-    dataset: str  # a loader name known to flow.train.load_dataset
+    dataset: str  # a loader name known to flow.training.data
     task: str  # "classification" or "super_resolution"
     input_shape: tuple  # one sample, without the batch dimension (built-in data)
     recipe: dict = field(default_factory=dict)
     weight_bits: int = 4
     act_bits: int = 4
     description: str = ""
-    # "module:attribute" of the FINN step list for this topology (default: flow.steps.ESTIMATE_STEPS)
-    finn_steps: str | None = None
     # inputs compared between torch, QONNX and FINN in a build (Python execution of big graphs is slow)
     check_samples: int = 8
     # whether `make build` trains when no checkpoint exists (else it builds A2Q-initialized weights)
     train_on_build: bool = False
+    init_for_a2q: Callable | str | None = "models.a2q_init:init_for_a2q"
+    after_calibration: Callable | str | None = None
 
-    def sample_shape(self, data_dir: str | None) -> tuple:
-        """One input sample's shape for the data in ``data_dir`` (CIFAR-10 has 3 channels)."""
-        if self.dataset == "image-classification":
-            from flow.data import image_classification_channels
-
-            return (image_classification_channels(data_dir), *self.input_shape[1:])
-        return tuple(self.input_shape)
+    def sample_shape(self, in_channels: int | None = None) -> tuple:
+        """One input sample's shape; ``in_channels`` overrides the channels of an image input."""
+        if in_channels is None or len(self.input_shape) < 3:
+            return tuple(self.input_shape)
+        return (in_channels, *self.input_shape[1:])
 
     def make(self, quantizer: str, acc_bits, weight_bits: int | None = None, act_bits: int | None = None,
-             width: float = 1.0, data_dir: str | None = None):
-        """Instantiate the Brevitas model for this configuration and data."""
+             width: float = 1.0, in_channels: int | None = None):
+        """Instantiate the Brevitas model for this configuration (``in_channels``: image channels of the data)."""
         kwargs = {"weight_bits": weight_bits or self.weight_bits, "act_bits": act_bits or self.act_bits, "width": width}
-        if self.dataset == "image-classification":
-            kwargs["in_channels"] = self.sample_shape(data_dir)[0]
+        if in_channels is not None and len(self.input_shape) == 3:
+            kwargs["in_channels"] = in_channels
         return _resolve(self.factory)(quantizer, acc_bits, **kwargs)
 
-    def _module_hook(self, name: str):
-        module_name = self.factory.partition(":")[0] if isinstance(self.factory, str) else self.factory.__module__
-        return getattr(importlib.import_module(module_name), name, None)
+    def apply_init_for_a2q(self, model, sample=None) -> dict | None:
+        """The model's A2Q-aware initialization (None when it has none); returns its per-layer report."""
+        if self.init_for_a2q is None:
+            return None
+        return _resolve(self.init_for_a2q)(model, sample)
 
-    def init_for_a2q(self, model) -> bool:
-        """Apply the model module's A2Q-aware initialization if it has one; True if applied."""
-        init = self._module_hook("init_for_a2q")
-        if init is None:
-            return False
-        init(model)
-        return True
-
-    def after_calibration(self, model, inputs) -> bool:
-        """Apply the model module's ``center_output_level(model, inputs)`` (untrained builds) if it has one."""
-        hook = self._module_hook("center_output_level")
-        if hook is None:
-            return False
-        hook(model, inputs)
-        return True
+    def apply_after_calibration(self, model, inputs) -> None:
+        if self.after_calibration is not None:
+            _resolve(self.after_calibration)(model, inputs)
 
 
 def _sgd(epochs, batch_size, lr, weight_decay, step, gamma):
@@ -102,6 +92,7 @@ MODELS: dict[str, ModelSpec] = {
         recipe={**_adam(epochs=3, batch_size=256, lr=1e-2, weight_decay=0.0, step=1, gamma=0.5),
                 "lr_by_quantizer": {"a2q": 3e-2, "a2q+": 3e-2}},
         train_on_build=True,
+        init_for_a2q=None,  # the paper's setup trains from Brevitas's default initialization
         description="1-layer linear QNN, K=784 binary inputs, 8-bit weights, 10 classes",
     ),
     "resnet18": ModelSpec(
@@ -111,7 +102,6 @@ MODELS: dict[str, ModelSpec] = {
         task="classification",
         input_shape=(3, 32, 32),
         recipe=_sgd(epochs=100, batch_size=256, lr=1e-3, weight_decay=1e-5, step=30, gamma=0.1),
-        finn_steps="flow.model_steps.resnet18:STEPS",
         check_samples=2,
         description="ResNet18 for CIFAR-10 (3x3 stem, no max-pool, 1x1-conv shortcuts)",
     ),
@@ -122,29 +112,28 @@ MODELS: dict[str, ModelSpec] = {
         task="classification",
         input_shape=(3, 32, 32),
         recipe=_sgd(epochs=100, batch_size=64, lr=1e-3, weight_decay=1e-5, step=1, gamma=0.9),
-        finn_steps="flow.model_steps.mobilenetv1:STEPS",
         check_samples=2,
         description="MobileNetV1 for CIFAR-10 (stride 2 in the first conv and the final pool)",
     ),
     "espcn": ModelSpec(
         name="espcn",
         factory="models.espcn:build_espcn",
+        after_calibration="models.calibration:center_output_level",
         dataset="super-resolution",
         task="super_resolution",
         input_shape=(1, 16, 16),
         recipe=_adam(epochs=100, batch_size=16, lr=1e-4, weight_decay=1e-4, step=1, gamma=0.98),
-        finn_steps="flow.model_steps.espcn:STEPS",
         check_samples=2,
         description="ESPCN x3 super-resolution, nearest-neighbour resize convolution",
     ),
     "unet": ModelSpec(
         name="unet",
         factory="models.unet:build_unet",
+        after_calibration="models.calibration:center_output_level",
         dataset="super-resolution",
         task="super_resolution",
         input_shape=(1, 16, 16),
         recipe=_adam(epochs=200, batch_size=16, lr=1e-3, weight_decay=1e-4, step=50, gamma=0.3),
-        finn_steps="flow.model_steps.unet:STEPS",
         check_samples=2,
         description="3-level UNet x3 super-resolution, resize convolutions, additive skips",
     ),

@@ -24,27 +24,16 @@ encoder/decoder convolutions use the chosen quantizer at ``weight_bits`` and tar
 activation *is* the skip branch's activation module (one ``QuantReLU`` called twice), so both integers
 share one scale and the sum is exact, one bit wider; A2Q sees that wider input on the next decoder.
 Every ReLU feeds exactly one quantizer (a ReLU feeding two quantizers is deleted by FINN's QONNX
-conversion, see :mod:`flow.model_steps.unet`).
+conversion, see :mod:`flow.finn.model_steps.unet`).
 """
 
 from __future__ import annotations
 
 from torch import nn
 
-from flow.errors import FlowError
-from models.espcn import (
-    calibrate_activations,
-    center_output_level,
-    init_for_a2q,
-    input_quant,
-    io_conv,
-    output_quant,
-    quant_conv,
-    quant_relu,
-    scaled,
-)
-
-__all__ = ["UNet", "build_unet", "init_for_a2q", "calibrate_activations", "center_output_level"]
+from flow.core.errors import FlowError
+from models.blocks import image_input_quant, io_conv, pixel_output_quant, quant_conv, quant_relu, scaled_channels
+from models.espcn import LR_SIZE
 
 CHANNELS = (32, 64, 128, 256)
 DOWNSAMPLE = 8  # three stride-2 encoders
@@ -56,12 +45,13 @@ class UNet(nn.Module):
     def __init__(self, quantizer: str = "a2q", acc_bits: int | None = 16, weight_bits: int = 4, act_bits: int = 4,
                  width: float = 1.0, in_channels: int = 1, upscale: int = 3, channels: tuple = CHANNELS):
         super().__init__()
-        c0, c1, c2, c3 = (scaled(c, width) for c in channels)
+        self.input_shape = (in_channels, LR_SIZE, LR_SIZE)
+        c0, c1, c2, c3 = (scaled_channels(c, width) for c in channels)
 
         def conv(cin, cout, stride=1):
             return quant_conv(cin, cout, 3, quantizer, weight_bits, acc_bits, stride=stride)
 
-        self.input_quant = input_quant()
+        self.input_quant = image_input_quant()
         self.in_conv = io_conv(in_channels, c0, 3)
         self.in_bn = nn.BatchNorm2d(c0)
         self.act0 = quant_relu(act_bits)  # s0, and the activation of dec1 (shared scale for the addition)
@@ -74,7 +64,7 @@ class UNet(nn.Module):
         self.dec1, self.dec1_bn = conv(c1, c0), nn.BatchNorm2d(c0)
         self.up_out = nn.Upsample(scale_factor=upscale, mode="nearest")
         self.out_conv = io_conv(c0, in_channels, 3, bias=True)
-        self.output_quant = output_quant()
+        self.output_quant = pixel_output_quant()
 
     def forward(self, x):
         if x.shape[-1] % DOWNSAMPLE or x.shape[-2] % DOWNSAMPLE:
@@ -92,8 +82,6 @@ class UNet(nn.Module):
 
 def build_unet(quantizer: str, acc_bits: int | None, weight_bits: int = 4, act_bits: int = 4, width: float = 1.0,
                in_channels: int = 1, upscale: int = 3) -> UNet:
-    """Registry factory: a UNet with A2Q-ready initial weights (see :func:`models.espcn.init_for_a2q`)."""
-    model = UNet(quantizer, acc_bits, weight_bits=weight_bits, act_bits=act_bits, width=width,
-                 in_channels=in_channels, upscale=upscale)
-    init_for_a2q(model)
-    return model
+    """Registry factory (``models.unet:build_unet``)."""
+    return UNet(quantizer, acc_bits, weight_bits=weight_bits, act_bits=act_bits, width=width,
+                in_channels=in_channels, upscale=upscale)

@@ -1,0 +1,152 @@
+"""Sweeps: one model built across accumulator widths P and foldings, as one table and plots.
+
+Each point is an ordinary build (its own ``hw_reports/<build>/summary.json``). Every point is resolved
+and validated before the first one is built. A point whose finished summary has the identity the build
+would have now (settings, data, checkpoint and code digests) is read back instead of rebuilt, so an
+interrupted sweep resumes and a stale point is rebuilt. Sweeps write ``INT<P>`` accumulators unless an
+accumulator mode is given (uniform-P studies compare the widths the layers were trained for).
+The reduction ratio of a point is the resource figure of the widest-P build of the same folding
+divided by the point's (the paper's "up to 2.3x fewer LUTs" compares against 32-bit accumulators).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import replace
+from pathlib import Path
+
+from flow.artifacts import Summary
+from flow.core.errors import FlowError
+from flow.core.log import log as default_log
+from flow.options import BuildOptions, BuildPlan, identity_of, resolve_plan
+from flow.pipeline import build, checkpoint_for, trains_on_build
+from flow.reports.summary import SUMMARY_JSON
+
+ACC_LAYER_PREFIXES = ("MVAU", "VVAU", "Thresholding")
+ROW_FIELDS = ["model", "quantizer", "acc_bits", "folding", "build", "weights", "test_top1", "test_psnr",
+              "lut", "bram18", "dsp", "lut_synth", "ff_synth", "carry_synth", "acc_layers_lut", "acc_layers_lut_synth",
+              "acc_layers_ff_synth", "max_cycles", "lut_ratio", "acc_layers_lut_synth_ratio", "acc_layers_ff_synth_ratio"]
+
+
+def sweep_row(summary: Summary, build_name: str) -> dict:
+    """The sweep's view of one build: totals plus the sums over accumulator layers (MVAU/VVAU/Thresholding)."""
+    acc_layers = [layer for layer in summary.layers if layer.op_type.startswith(ACC_LAYER_PREFIXES)]
+
+    def layer_sum(key):
+        values = [getattr(layer, key) for layer in acc_layers]
+        return None if any(v is None for v in values) or not values else sum(values)
+
+    totals = summary.totals
+    return {
+        "model": summary.model, "quantizer": summary.quantizer, "acc_bits": summary.acc_bits_target,
+        "folding": summary.folding or (f"{summary.target_fps}fps" if summary.target_fps else None),
+        "build": build_name, "weights": summary.weights, "test_top1": summary.test_top1,
+        "test_psnr": summary.test_psnr, "lut": totals["lut"], "bram18": totals["bram18"], "dsp": totals["dsp"],
+        "lut_synth": totals.get("lut_synth"), "ff_synth": totals.get("ff_synth"), "carry_synth": totals.get("carry_synth"),
+        "acc_layers_lut": layer_sum("lut"), "acc_layers_lut_synth": layer_sum("lut_synth"),
+        "acc_layers_ff_synth": layer_sum("ff_synth"), "max_cycles": totals["max_cycles"],
+    }
+
+
+def add_ratios(rows: list[dict]):
+    """Per folding: ``<figure>_ratio`` = figure at the widest P / figure at this P."""
+    for folding in {row["folding"] for row in rows}:
+        members = [row for row in rows if row["folding"] == folding]
+        widest = max(members, key=lambda row: row["acc_bits"] or 0)
+        for row in members:
+            for key in ("lut", "acc_layers_lut_synth", "acc_layers_ff_synth"):
+                base, value = widest.get(key), row.get(key)
+                row[f"{key}_ratio"] = (base / value) if base and value else None
+
+
+def reusable_summary(plan: BuildPlan) -> Summary | None:
+    """The finished summary of ``plan``'s report folder if it has the identity a build would have now."""
+    path = plan.report_dir / SUMMARY_JSON
+    if not path.is_file():
+        return None
+    try:
+        summary = Summary.read(path)
+    except FlowError:
+        return None
+    checkpoint, ready = checkpoint_for(plan, trains_on_build(plan)) if plan.spec is not None else (None, True)
+    if not ready:
+        return None
+    expected = identity_of(plan, checkpoint if checkpoint is not None and checkpoint.is_file() else None)
+    return summary if summary.identity == expected else None
+
+
+def sweep_plans(base_opts: BuildOptions, acc_bits_list: list, foldings: list[str | None]) -> list[BuildPlan]:
+    """One resolved plan per (folding, P), widest P first; every point is validated before any is built."""
+    if not acc_bits_list:
+        raise FlowError("give at least one accumulator width P to sweep (e.g. 32 16 12)", option="ps")
+    base = replace(base_opts, acc_mode=base_opts.acc_mode or "target")
+    ordered = sorted(set(acc_bits_list), key=lambda p: -1 if p is None else p, reverse=True)
+    return [resolve_plan(replace(base, acc_bits=p, folding=folding)) for folding in foldings for p in ordered]
+
+
+def run_sweep(base_opts: BuildOptions, acc_bits_list: list, foldings: list[str | None], out_dir: Path,
+              log=default_log) -> list[dict]:
+    """Build ``base_opts`` for every P and folding (reusing finished, current points); write the table and plots."""
+    plans = sweep_plans(base_opts, acc_bits_list, foldings)
+    rows = []
+    for index, plan in enumerate(plans, 1):
+        label = f"P={plan.acc_bits} folding={plan.folding_name or plan.options.folding or 'default'}"
+        summary = reusable_summary(plan)
+        if summary is not None:
+            log(f"[sweep {index}/{len(plans)}] {label}: done before with the same inputs, reusing {plan.report_dir}")
+        else:
+            log(f"[sweep {index}/{len(plans)}] {label}: building")
+            summary = build(plan.options)
+        rows.append(sweep_row(summary, plan.tag))
+    add_ratios(rows)
+    write_sweep(rows, out_dir)
+    return rows
+
+
+def write_sweep(rows: list[dict], out_dir: Path) -> dict[str, Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out_dir / "sweep.json", "csv": out_dir / "sweep.csv", "png": out_dir / "sweep.png"}
+    paths["json"].write_text(json.dumps(rows, indent=2))
+    with open(paths["csv"], "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=ROW_FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    synthesized = any(row.get("acc_layers_lut_synth") for row in rows)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    widest = max(row["acc_bits"] for row in rows)
+    for folding in sorted({str(row["folding"]) for row in rows}):
+        members = sorted((row for row in rows if str(row["folding"]) == folding), key=lambda row: row["acc_bits"])
+        p_values = [row["acc_bits"] for row in members]
+        if synthesized:
+            axes[0].plot(p_values, [row["acc_layers_lut_synth"] for row in members], marker="o",
+                         label=f"{folding}: LUT, Yosys synthesis")
+            axes[0].plot(p_values, [row["acc_layers_ff_synth"] for row in members], marker="s",
+                         label=f"{folding}: FF, Yosys synthesis")
+            axes[1].plot(p_values, [row["acc_layers_lut_synth_ratio"] for row in members], marker="o",
+                         label=f"{folding}: LUT (Yosys)")
+            axes[1].plot(p_values, [row["acc_layers_ff_synth_ratio"] for row in members], marker="s",
+                         label=f"{folding}: FF (Yosys)")
+        axes[0].plot(p_values, [row["acc_layers_lut"] for row in members], marker="^", linestyle="--",
+                     label=f"{folding}: LUT, FINN estimate")
+        axes[1].plot(p_values, [row["lut_ratio"] for row in members], marker="^", linestyle="--",
+                     label=f"{folding}: LUT, FINN estimate (whole design)")
+        for ax in axes:
+            ax.set_xticks(sorted({row["acc_bits"] for row in rows}))
+    axes[0].set(title=f"{rows[0]['model']} ({rows[0]['quantizer']}): MVAU/VVAU + thresholding layers",
+                xlabel="accumulator width P (bits)", ylabel="count")
+    axes[1].set(title=f"reduction against the P={widest} build", xlabel="accumulator width P (bits)",
+                ylabel=f"resources at P={widest} / resources at P")
+    axes[1].axhline(1.0, color="grey", lw=0.8)
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(paths["png"], dpi=120)
+    plt.close(fig)
+    return paths

@@ -1,0 +1,76 @@
+"""Per-layer facts of a finished FINN build: one :class:`~flow.artifacts.LayerReport` per HW layer of the
+final graph, in graph order, with the A2Q data of its sidecar record and FINN's own estimates."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from qonnx.core.modelwrapper import ModelWrapper
+from qonnx.custom_op.registry import getCustomOp
+
+from flow.artifacts import PROP_ACCUMULATORS, LayerReport, Sidecar, decisions_from_json
+from flow.core import accumulator as acc
+from flow.finn.transformations import is_dot_product_layer, layer_weights_by_channel
+
+FINN_DOMAIN = "finn.custom_op.fpgadataflow"
+ESTIMATE_FILES = ("estimate_layer_resources.json", "estimate_layer_cycles.json", "estimate_network_performance.json")
+
+
+def _attr(inst, name):
+    try:
+        return inst.get_nodeattr(name)
+    except Exception:  # qonnx raises AttributeError or a plain Exception for an unknown attribute
+        return None
+
+
+def read_finn_report(report_dir: Path, name: str) -> dict:
+    path = Path(report_dir) / name
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def layer_reports(model: ModelWrapper, sidecar: Sidecar, finn_report_dir: Path) -> list[LayerReport]:
+    """One report per HW layer of ``model`` (the final FINN graph), in graph order."""
+    resources = read_finn_report(finn_report_dir, "estimate_layer_resources.json")
+    cycles = read_finn_report(finn_report_dir, "estimate_layer_cycles.json")
+    decisions = decisions_from_json(model.get_metadata_prop(PROP_ACCUMULATORS))
+    by_fingerprint = sidecar.by_fingerprint()
+    rows = []
+    for node in model.graph.node:
+        if not node.domain.startswith(FINN_DOMAIN):
+            continue
+        inst = getCustomOp(node)
+        estimate = resources.get(node.name, {})
+        row = LayerReport(
+            name=node.name, op_type=node.op_type,
+            mw=_attr(inst, "MW"), mh=_attr(inst, "MH"), pe=_attr(inst, "PE"), simd=_attr(inst, "SIMD"),
+            lut=estimate.get("LUT"), bram18=estimate.get("BRAM_18K"), uram=estimate.get("URAM"),
+            dsp=estimate.get("DSP"), cycles=cycles.get(node.name),
+        )  # fmt: skip
+        if is_dot_product_layer(node):
+            weights = layer_weights_by_channel(model, node)
+            record = by_fingerprint.get(acc.weight_fingerprint(weights))
+            idt, wdt = inst.get_input_datatype(0), inst.get_input_datatype(1)
+            decision = decisions.get(node.name)
+            k = int(weights.shape[1])
+            weight_bits = record.weight_bits if record else wdt.bitwidth()
+            row.layer = record.name if record else None
+            row.k = k
+            row.weight_bits = weight_bits
+            row.weight_datatype = wdt.name
+            row.input_bits = idt.bitwidth()
+            row.input_datatype = idt.name
+            row.quantizer = record.quantizer if record else None
+            row.acc_bits_target = record.acc_bits_target if record else None
+            row.acc_bits_datatype_bound = acc.datatype_bound_bits(k, weight_bits, idt.bitwidth(), idt.signed())
+            row.acc_bits_exact = (decision.acc_bits_exact if decision
+                                  else acc.exact_acc_bits(weights, idt.bitwidth(), idt.signed()))
+            row.acc_datatype = _attr(inst, "accDataType")
+            row.acc_source = decision.acc_source if decision else None
+            if not _attr(inst, "noActivation") and len(node.input) > 2:
+                row.threshold_datatype = model.get_tensor_datatype(node.input[2]).name
+        elif node.op_type.startswith("Thresholding"):
+            row.threshold_datatype = model.get_tensor_datatype(node.input[1]).name
+            row.input_datatype = inst.get_input_datatype(0).name
+        rows.append(row)
+    return rows

@@ -1,0 +1,105 @@
+"""One FINN build: the exported QONNX model through FINN's builder with the flow's step list."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from finn.builder.build_dataflow_config import DataflowOutputType
+from finn.builder.build_dataflow_steps import build_dataflow_step_lookup
+from qonnx.core.modelwrapper import ModelWrapper
+
+from flow.artifacts import PROP_ACC_MODE, PROP_ALLOW_UNMATCHED, PROP_SIDECAR, PROP_TASK, Sidecar
+from flow.core.config import Board
+from flow.core.errors import FlowError
+from flow.core.log import log
+from flow.finn.env import import_builder
+from flow.finn.steps import ESTIMATE_STEPS
+
+
+@dataclass(frozen=True)
+class FinnRun:
+    """What the FINN build was asked to do. ``folding`` is a FINN folding JSON (else ``target_fps``
+    lets FINN's SetFolding choose); ``acc_mode`` "exact" or "target"; ``extra_config`` further
+    ``DataflowBuildConfig`` fields."""
+
+    board: Board
+    folding: Path | None
+    target_fps: int | None
+    acc_mode: str
+    steps: tuple
+    extra_config: tuple = ()  # (name, value) pairs: the dataclass stays hashable and immutable
+    allow_unmatched_sidecar: bool = False
+
+
+def step_name(step) -> str:
+    return step if isinstance(step, str) else step.__name__
+
+
+def run_finn(onnx_path: Path, sidecar: Sidecar, run: FinnRun, out_dir: Path) -> Path:
+    """Run FINN's builder on ``onnx_path`` into ``out_dir``; returns the final intermediate model's path.
+
+    The sidecar, accumulator mode and task travel inside the model as metadata properties for the
+    flow's steps. A failing step raises a FlowError naming it (the step's own FlowError message when it
+    has one); Ctrl-C during a step is re-raised as KeyboardInterrupt.
+    """
+    build_dataflow, DataflowBuildConfig = import_builder()
+    model = ModelWrapper(str(onnx_path))
+    model.set_metadata_prop(PROP_SIDECAR, sidecar.to_json())
+    model.set_metadata_prop(PROP_ACC_MODE, run.acc_mode)
+    model.set_metadata_prop(PROP_TASK, sidecar.task)
+    model.set_metadata_prop(PROP_ALLOW_UNMATCHED, "1" if run.allow_unmatched_sidecar else "0")
+    finn_input = out_dir.parent / "finn_input.onnx"
+    model.save(str(finn_input))
+
+    failures: list[tuple[str, BaseException]] = []
+    steps = list(run.steps or ESTIMATE_STEPS)
+
+    def recorded(step):
+        """Remember the exception of a failing step, so the driver can report it cleanly."""
+        step_fn = build_dataflow_step_lookup[step] if isinstance(step, str) else step
+
+        def run_step(model, cfg):
+            try:
+                return step_fn(model, cfg)
+            except BaseException as err:
+                failures.append((step_name(step), err))
+                raise
+
+        run_step.__name__ = step_name(step)
+        return run_step
+
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    config = {
+        "output_dir": str(out_dir),
+        "synth_clk_period_ns": run.board.clock_ns,
+        "fpga_part": run.board.fpga_part,
+        "generate_outputs": [DataflowOutputType.ESTIMATE_REPORTS],
+        "folding_config_file": str(run.folding) if run.folding else None,
+        "target_fps": None if run.folding else run.target_fps,
+        "save_intermediate_models": True,
+        **dict(run.extra_config),
+    }
+    cfg = DataflowBuildConfig(steps=[recorded(step) for step in steps], **config)
+    log(f"[build] FINN build ({len(steps)} steps) -> {out_dir}")
+    stdout, stderr = sys.stdout, sys.stderr
+    try:
+        exit_code = build_dataflow.build_dataflow_cfg(str(finn_input), cfg)
+    finally:
+        sys.stdout, sys.stderr = stdout, stderr  # the builder mirrors these into its log
+    if failures:
+        name, err = failures[-1]
+        if isinstance(err, KeyboardInterrupt):
+            raise KeyboardInterrupt
+        if isinstance(err, FlowError):
+            raise FlowError(f"FINN step {name}: {err}", option=err.option) from err
+        raise FlowError(f"FINN step {name} failed: {type(err).__name__}: {err} (build log: {out_dir / 'build_dataflow.log'})") from err
+    if exit_code != 0:
+        raise FlowError(f"FINN build failed with exit code {exit_code}; see {out_dir / 'build_dataflow.log'}")
+    final = out_dir / "intermediate_models" / f"{step_name(steps[-1])}.onnx"
+    if not final.is_file():
+        raise FlowError(f"FINN build left no final model at {final}")
+    return final

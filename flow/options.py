@@ -1,0 +1,278 @@
+"""What to build (:class:`BuildOptions`, as given) and how (:class:`BuildPlan`, resolved once).
+
+:func:`resolve_plan` validates every option before any work starts (one clear error naming the value
+and what is valid), fills in the model's defaults (``build_configs/models.json``) and fixes the build's
+identity: the report folder's name is readable (model, P, quantizer, board, folding) and ends in a short
+digest of every resolved setting that changes the result, so two builds that differ in anything get
+two reports.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+from flow.artifacts import ACC_MODES, Sidecar
+from flow.core import accumulator as acc
+from flow.core.config import CHECKPOINT_ROOT, CONFIG_DIR, REPORTS_ROOT, WORK_ROOT, Board, get_board, model_defaults, resolve_folding
+from flow.core.errors import FlowError
+from flow.training.data import DataIdentity, data_identity
+from models.quant import QUANTIZERS, check_quantizer
+from models.registry import ModelSpec, get_model_spec
+
+OUTPUTS = ("estimates", "bitfile")
+DEFAULT_ACC_BITS = 16
+DEFAULT_ACC_MODE = "exact"
+MAX_WIDTH = 4.0
+BIT_RANGE = (1, 8)
+DIGEST_CHARS = 8
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """What to build, as the user gave it (None: the model's default). ``acc_bits`` is the target
+    accumulator width P in bits (None: 16 for A2Q/A2Q+; baseline has none); ``width`` multiplies the
+    model's channels; ``target_fps`` is in frames per second."""
+
+    model: str = "linear"
+    quantizer: str = "a2q"
+    acc_bits: int | None = None
+    board: str | None = None
+    folding: str | None = None
+    target_fps: int | None = None
+    data: str | None = None
+    checkpoint: str | None = None
+    onnx: str | None = None
+    acc_mode: str | None = None
+    epochs: int | None = None
+    device: str = "cpu"
+    seed: int = 0
+    train: bool = True
+    weight_bits: int | None = None
+    act_bits: int | None = None
+    width: float = 1.0
+    reports_root: Path = field(default=REPORTS_ROOT)
+    work_root: Path = field(default=WORK_ROOT)
+    checkpoint_root: Path = field(default=CHECKPOINT_ROOT)
+    check_samples: int | None = None
+    init_checkpoint: str | None = None
+    max_steps_per_epoch: int | None = None
+    outputs: str = "estimates"
+    synth: bool | None = None  # open synthesis of the RTL layers (None: the model's default)
+    rtlsim: bool | None = None  # RTL-simulation check of the accumulators (None: the model's default)
+    allow_unmatched_sidecar: bool = False
+
+    def as_dict(self) -> dict:
+        """JSON-ready view (paths as strings), as recorded in the summary's ``options``."""
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    """A build, resolved: everything the stages need, decided once.
+
+    ``acc_bits`` is the validated target P (None for baseline and ONNX files, whose sidecar gives P per
+    layer); ``weight_bits``/``act_bits`` the hidden layers' widths; ``tag`` the report folder's name.
+    """
+
+    options: BuildOptions
+    name: str
+    spec: ModelSpec | None
+    quantizer: str | None
+    acc_bits: int | None
+    weight_bits: int | None
+    act_bits: int | None
+    board: Board
+    folding: Path | None
+    folding_name: str | None
+    target_fps: int | None
+    acc_mode: str
+    synth: bool
+    rtlsim: bool
+    standalone_thresholds: bool
+    data: DataIdentity | None
+    settings: dict
+    tag: str
+
+    @property
+    def report_dir(self) -> Path:
+        return Path(self.options.reports_root) / self.tag
+
+    @property
+    def work_dir(self) -> Path:
+        return Path(self.options.work_root) / self.tag
+
+    @property
+    def epochs(self) -> int | None:
+        if self.spec is None:
+            return None
+        return self.options.epochs if self.options.epochs is not None else self.spec.recipe["epochs"]
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of a file's bytes (hex)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def settings_digest(settings: dict) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:DIGEST_CHARS]
+
+
+def _positive_int(value, name: str, option: str, allow_none: bool = True) -> int | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or value < 1:
+        raise FlowError(f"{name} must be a positive whole number, got {value!r}", option=option)
+    return int(value)
+
+
+def check_outputs(outputs: str) -> str:
+    if outputs not in OUTPUTS:
+        raise FlowError(f"unknown outputs {outputs!r}; valid: {', '.join(OUTPUTS)}", option="outputs")
+    return outputs
+
+
+def check_numbers(opts: BuildOptions) -> None:
+    """The numeric options, each against its valid range."""
+    _positive_int(opts.target_fps, "the target throughput (frames per second)", "target_fps")
+    _positive_int(opts.epochs, "the number of epochs", "epochs")
+    _positive_int(opts.check_samples, "the number of check samples", "check_samples")
+    _positive_int(opts.max_steps_per_epoch, "the steps per epoch", "max_steps_per_epoch")
+    width = opts.width
+    if isinstance(width, bool) or not isinstance(width, (int, float)) or not math.isfinite(width) or not 0 < width <= MAX_WIDTH:
+        raise FlowError(f"the width multiplier must be in (0, {MAX_WIDTH:g}], got {width!r}", option="width")
+    for name, value in (("weight", opts.weight_bits), ("activation", opts.act_bits)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not BIT_RANGE[0] <= value <= BIT_RANGE[1]):
+            raise FlowError(f"{name} bits must be a whole number in {BIT_RANGE[0]}..{BIT_RANGE[1]}, got {value!r}",
+                            option=f"{name[:3] if name == 'weight' else 'act'}_bits")
+    if isinstance(opts.seed, bool) or not isinstance(opts.seed, int):
+        raise FlowError(f"the seed must be a whole number, got {opts.seed!r}", option="seed")
+
+
+def target_acc_bits(opts: BuildOptions, spec: ModelSpec, weight_bits: int, act_bits: int) -> int | None:
+    """The validated target P of a registry build (None for the baseline quantizer, which has none)."""
+    if opts.quantizer == "baseline":
+        if opts.acc_bits is not None:
+            raise FlowError(
+                f"the baseline quantizer has no target accumulator width (P={opts.acc_bits} given): its accumulators "
+                "get FINN's exact minimum for the trained weights; leave P out", option="acc_bits")
+        return None
+    p = DEFAULT_ACC_BITS if opts.acc_bits is None else opts.acc_bits
+    # A2Q layers see the previous activation: act_bits unsigned inputs (the linear model's binary pixels)
+    return acc.check_acc_bits(p, weight_bits, act_bits, input_signed=False)
+
+
+def resolve_plan(opts: BuildOptions, module_task: str | None = None) -> BuildPlan:
+    """Validate ``opts`` and resolve it into a :class:`BuildPlan` (reads no model, trains nothing).
+
+    ``module_task`` marks a build of a user's own module (``build_module``): ``opts.model`` is then only
+    its name, and P comes from the module's layers."""
+    check_outputs(opts.outputs)
+    check_numbers(opts)
+    if opts.acc_mode is not None and opts.acc_mode not in ACC_MODES:
+        raise FlowError(f"unknown accumulator mode {opts.acc_mode!r}; valid: {', '.join(ACC_MODES)}", option="acc_mode")
+    defaults: dict = {}
+    spec = quantizer = p = weight_bits = act_bits = data = None
+    sidecar: Sidecar | None = None
+    if module_task is not None:
+        name = opts.model
+    elif opts.onnx:
+        onnx_path = Path(opts.onnx)
+        if not onnx_path.is_file():
+            raise FlowError(f"ONNX file {onnx_path} does not exist", option="onnx")
+        sidecar = Sidecar.read(onnx_path)
+        name = onnx_path.stem
+        if sidecar is not None:
+            quantizer, p = sidecar.quantizer, sidecar.acc_bits_target
+    else:
+        check_quantizer(opts.quantizer)
+        spec = get_model_spec(opts.model)
+        defaults = model_defaults(opts.model)
+        name = spec.name
+        quantizer = opts.quantizer
+        weight_bits, act_bits = opts.weight_bits or spec.weight_bits, opts.act_bits or spec.act_bits
+        p = target_acc_bits(opts, spec, weight_bits, act_bits)
+        data = data_identity(spec.dataset, opts.data)
+    board = get_board(opts.board or defaults.get("board", "pynq-z2"))
+    folding_arg = opts.folding or (None if opts.target_fps else defaults.get("folding"))
+    folding = resolve_folding(folding_arg) if folding_arg else None
+    target_fps = None if folding else (opts.target_fps or defaults.get("target_fps"))
+    if folding is None and target_fps is None:
+        raise FlowError("give a folding (a FINN folding JSON file or the name of one in build_configs/folding/) or a "
+                        "target throughput in frames per second", option="folding")
+    synth = bool(opts.synth if opts.synth is not None else defaults.get("synth", False))
+    rtlsim = bool(opts.rtlsim if opts.rtlsim is not None else defaults.get("rtlsim", False))
+    # standalone thresholds give MVAU_rtl + Thresholding_rtl, the layers open synthesis and RTL simulation read
+    standalone = bool(defaults.get("standalone_thresholds", False) or synth or rtlsim)
+    acc_mode = opts.acc_mode or defaults.get("acc_mode", DEFAULT_ACC_MODE)
+    settings = {
+        "model": name,
+        "onnx": file_digest(Path(opts.onnx)) if opts.onnx else None,
+        "quantizer": quantizer,
+        "acc_bits": p,
+        "weight_bits": weight_bits,
+        "act_bits": act_bits,
+        "width": opts.width if spec is not None else None,
+        "data": data.digest if data else None,
+        "checkpoint": str(Path(opts.checkpoint).resolve()) if opts.checkpoint else None,
+        "init_checkpoint": str(Path(opts.init_checkpoint).resolve()) if opts.init_checkpoint else None,
+        "seed": opts.seed if spec is not None else None,
+        "task": module_task,
+        "board": board.name,
+        "folding": file_digest(folding) if folding else None,
+        "target_fps": target_fps,
+        "acc_mode": acc_mode,
+        "synth": synth,
+        "rtlsim": rtlsim,
+        "standalone_thresholds": standalone,
+        "outputs": opts.outputs,
+        "allow_unmatched_sidecar": opts.allow_unmatched_sidecar,
+    }
+    folding_name = folding.stem if folding and opts.folding else None
+    width = "" if spec is None or opts.width == 1.0 else f"_w{opts.width:g}"
+    p_part = f"_P{p}" if p is not None else ""
+    quant_part = f"_{quantizer.replace('+', 'plus')}" if quantizer else ("" if module_task else "_exact")
+    tag = (f"{name}{width}{p_part}{quant_part}_{board.name}" + (f"_{folding_name}" if folding_name else "")
+           + f"-{settings_digest(settings)}")
+    return BuildPlan(
+        options=opts, name=name, spec=spec, quantizer=quantizer, acc_bits=p, weight_bits=weight_bits,
+        act_bits=act_bits, board=board, folding=folding, folding_name=folding_name, target_fps=target_fps,
+        acc_mode=acc_mode, synth=synth, rtlsim=rtlsim, standalone_thresholds=standalone, data=data,
+        settings=settings, tag=tag,
+    )  # fmt: skip
+
+
+@lru_cache(maxsize=1)
+def code_digest() -> str:
+    """Digest of the flow's own code and configuration data (every ``.py`` of ``flow``/``models`` and
+    every file of ``build_configs``): a report made by other code is not reused."""
+    digest = hashlib.sha256()
+    package_root = Path(__file__).resolve().parent
+    roots = [package_root, package_root.parent / "models", CONFIG_DIR]
+    for root in roots:
+        for path in sorted(p for p in root.rglob("*") if p.is_file() and (p.suffix in (".py", ".json", ".sv"))):
+            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def identity_of(plan: BuildPlan, checkpoint: Path | None, onnx: Path | None = None) -> dict:
+    """The digests of everything a build was made from: its resolved settings, data set, checkpoint (or
+    exported ONNX file), and the code. Two builds with equal identities produce the same report."""
+    identity = {"settings": settings_digest(plan.settings), "code": code_digest(),
+                "data": plan.data.as_dict() if plan.data else None, "checkpoint": None, "onnx": None}
+    if checkpoint is not None and Path(checkpoint).is_file():
+        identity["checkpoint"] = {"path": str(checkpoint), "digest": file_digest(Path(checkpoint))[:16]}
+    if onnx is not None and Path(onnx).is_file():
+        identity["onnx"] = file_digest(Path(onnx))[:16]
+    return identity
+
+
+__all__ = ["BuildOptions", "BuildPlan", "OUTPUTS", "QUANTIZERS", "resolve_plan", "check_outputs", "file_digest", "identity_of"]

@@ -1,0 +1,214 @@
+"""The build report: ``summary.json`` (stable, machine-readable) and ``summary.md`` (rendered from it).
+
+Format version :data:`~flow.artifacts.SUMMARY_FORMAT`, documented in README.md; fields are only ever
+added. The report is assembled from the stages' artifacts alone (sidecar, FINN outcome, checks,
+synthesis and simulation results). FINN estimates 0 for several layer types and FIFOs are not part of
+an estimate-only build, so FINN's totals are lower bounds (``estimate_note`` says so in every summary).
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from flow.artifacts import FinnCheck, FinnOutcome, LayerReport, RtlsimCheck, Sidecar, Summary, write_text_atomic
+from flow.core.config import Board
+
+ESTIMATE_NOTE = (
+    "FINN analytical estimates. FINN reports 0 resources for FMPadding, Pool, UpsampleNearestNeighbour, "
+    "StreamingConcat, DuplicateStreams, elementwise layers and LabelSelect, and an estimate-only build has "
+    "no FIFOs: totals are lower bounds."
+)
+SYNTH_FIELDS = ("lut_synth", "ff_synth", "lutram_synth", "carry_synth", "bram18_synth", "dsp_synth")
+# FINN's estimate standing in for synthesis figures of layers that were not synthesized
+ESTIMATE_FOR_SYNTH = {"lut_synth": "lut", "bram18_synth": "bram18", "dsp_synth": "dsp"}
+SUMMARY_JSON = "summary.json"
+SUMMARY_MD = "summary.md"
+FINN_REPORTS = "finn_reports"
+
+
+@dataclass(frozen=True)
+class BuildFacts:
+    """What the report says about how the build was asked for: its name, board, accumulator mode,
+    folding (name) or target throughput, options as given, and the digests of its inputs."""
+
+    build: str
+    board: Board
+    acc_mode: str
+    folding: str | None
+    target_fps: int | None
+    standalone_thresholds: bool
+    options: dict
+    identity: dict
+
+
+def add_synthesis(rows: list[LayerReport], synth: dict | None, rtlsim: dict[str, RtlsimCheck] | None) -> None:
+    """Per layer: the ``*_synth`` figures and ``resource_source``; the ``rtlsim_check`` where run."""
+    for row in rows:
+        figures = (synth or {}).get(row.name)
+        for key in SYNTH_FIELDS:
+            setattr(row, key, figures.get(key) if figures else None)
+        row.resource_source = "open_synthesis" if figures else "finn_estimate"
+        row.rtlsim_check = (rtlsim or {}).get(row.name)
+
+
+def synth_totals(rows: list[LayerReport]) -> dict:
+    """Totals of the synthesized figures; layers without synthesis add FINN's estimate (LUT, BRAM, DSP)."""
+    totals = {}
+    for key in SYNTH_FIELDS:
+        fallback = ESTIMATE_FOR_SYNTH.get(key)
+        totals[key] = sum(
+            (getattr(row, key) if row.resource_source == "open_synthesis" else (getattr(row, fallback) or 0) if fallback else 0) or 0
+            for row in rows
+        )
+    mixed = any(row.resource_source != "open_synthesis" and (row.lut or row.bram18) for row in rows)
+    totals["synth_resource_source"] = "open_synthesis+finn_estimate" if mixed else "open_synthesis"
+    return totals
+
+
+def estimate_totals(rows: list[LayerReport], max_cycles: int | None, clock_ns: float) -> dict:
+    def total(key):
+        return sum(getattr(row, key) or 0 for row in rows)
+
+    max_cycles = max_cycles or max((row.cycles or 0 for row in rows), default=0)
+    return {
+        "lut": total("lut"),
+        "bram18": total("bram18"),
+        "uram": total("uram"),
+        "dsp": total("dsp"),
+        "max_cycles": max_cycles,
+        "fps_at_clock": (1e9 / clock_ns / max_cycles) if max_cycles else None,
+    }
+
+
+def fit_check(totals: dict, board: Board) -> dict:
+    """Whether the estimate fits the board: per resource, used / available."""
+    available = board.resources
+    utilization = {key: (totals[key] / available[key] if available[key] else (0.0 if not totals[key] else None))
+                   for key in ("lut", "bram18", "uram", "dsp")}
+    fits = all(u is not None and u <= 1.0 for u in utilization.values())
+    return {"fits": fits, "utilization": utilization, "available": available}
+
+
+def make_summary(facts: BuildFacts, sidecar: Sidecar, finn: FinnOutcome, finn_check: FinnCheck,
+                 synth: dict | None = None, rtlsim: dict[str, RtlsimCheck] | None = None,
+                 vivado: dict | None = None) -> Summary:
+    """The summary of one build from its artifacts."""
+    rows = finn.layers
+    add_synthesis(rows, synth, rtlsim)
+    totals = estimate_totals(rows, finn.max_cycles, facts.board.clock_ns)
+    if synth is not None:
+        totals.update(synth_totals(rows))
+    totals.update(vivado or {})
+    return Summary(
+        build=facts.build,
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        model=sidecar.model,
+        quantizer=sidecar.quantizer,
+        acc_bits_target=sidecar.acc_bits_target,
+        acc_mode=facts.acc_mode,
+        board=facts.board.name,
+        fpga_part=facts.board.fpga_part,
+        clock_ns=facts.board.clock_ns,
+        folding=facts.folding,
+        target_fps=None if facts.folding else facts.target_fps,
+        weights=sidecar.weights,
+        test_top1=sidecar.test_top1,
+        test_psnr=sidecar.test_psnr,
+        export_check=sidecar.export_check,
+        finn_check=finn_check,
+        layers=rows,
+        totals=totals,
+        board_fit=fit_check(totals, facts.board),
+        resource_source="vivado" if vivado else ("open_synthesis" if synth else "finn_estimate"),
+        standalone_thresholds=facts.standalone_thresholds,
+        estimate_note=ESTIMATE_NOTE,
+        options=facts.options,
+        identity=facts.identity,
+    )
+
+
+def write_report(report_dir: Path, summary: Summary, finn_report_dir: Path | None) -> dict[str, Path]:
+    """Write ``summary.json``, ``summary.md`` and a copy of FINN's JSON reports into ``report_dir``.
+
+    ``summary.json`` is written last and atomically: its presence marks a finished report."""
+    report_dir.mkdir(parents=True, exist_ok=True)
+    finn_copy = report_dir / FINN_REPORTS
+    finn_copy.mkdir(exist_ok=True)
+    for path in sorted(Path(finn_report_dir).glob("*.json")) if finn_report_dir else []:
+        shutil.copy(path, finn_copy / path.name)
+    write_text_atomic(report_dir / SUMMARY_MD, render_markdown(summary))
+    write_text_atomic(report_dir / SUMMARY_JSON, summary.to_json())
+    return {"json": report_dir / SUMMARY_JSON, "md": report_dir / SUMMARY_MD, "finn_reports": finn_copy}
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def render_markdown(summary: Summary) -> str:
+    """A person's view of ``summary.json``: header facts, per-layer table, totals."""
+    s = summary
+    quality = []
+    if s.test_top1 is not None:
+        quality.append(f"test top-1 {100 * s.test_top1:.2f}%")
+    if s.test_psnr is not None:
+        quality.append(f"test PSNR {s.test_psnr:.2f} dB")
+    lines = [
+        f"# {s.model} — {s.quantizer}{'' if s.acc_bits_target is None else f' P={s.acc_bits_target}'} on {s.board}",
+        "",
+        f"- Build: `{_fmt(s.build)}`; FPGA part: `{s.fpga_part}`, clock {s.clock_ns} ns; folding: {_fmt(s.folding)}"
+        + (f", target {s.target_fps} fps" if s.target_fps else ""),
+        f"- Weights: {s.weights}; " + (", ".join(quality) or "quality: -"),
+        f"- Accumulator mode: `{s.acc_mode}` (exact: smallest type for the weights, never above P; target: INT<P> as trained)",
+    ]
+    if s.export_check is not None:
+        e = s.export_check
+        lines.append(f"- Export check: max |QONNX - torch| = {_fmt(e.max_abs_diff)}, l1 bounds hold: {e.l1_bound_ok}, "
+                     f"integer weights exact: {e.weights_exact}")
+    c = s.finn_check
+    lines.append(f"- FINN-vs-QONNX check ({c.compared}, {c.samples} samples): max abs diff {_fmt(c.max_abs_diff)}, "
+                 f"{c.mismatches} differing elements — {'pass' if c.passed else 'FAIL'}")
+    fit = s.board_fit
+    util = ", ".join(f"{k} {100 * v:.1f}%" for k, v in fit["utilization"].items() if v is not None)
+    lines += [f"- Fits {s.board}: {'yes' if fit['fits'] else 'NO'} ({util})", ""]
+    columns = ["name", "op_type", "layer", "mw", "mh", "pe", "simd", "weight_bits", "input_bits", "acc_bits_target",
+               "acc_bits_datatype_bound", "acc_bits_exact", "acc_datatype", "threshold_datatype", "lut", "bram18", "dsp",
+               "cycles"]
+    if s.totals.get("lut_synth") is not None:
+        columns += ["lut_synth", "ff_synth", "carry_synth", "bram18_synth", "dsp_synth", "resource_source"]
+    lines.append("| " + " | ".join(columns) + " |")
+    lines.append("|" + "---|" * len(columns))
+    for row in s.layers:
+        lines.append("| " + " | ".join(_fmt(getattr(row, c)) for c in columns) + " |")
+    t = s.totals
+    lines += [
+        "",
+        f"**Totals:** LUT {_fmt(t['lut'])}, BRAM18 {_fmt(t['bram18'])}, URAM {_fmt(t['uram'])}, "
+        f"DSP {_fmt(t['dsp'])}; slowest layer {_fmt(t['max_cycles'])} cycles -> "
+        f"{_fmt(t['fps_at_clock'])} frames/s at {s.clock_ns} ns.",
+    ]
+    if t.get("lut_synth") is not None:
+        lines += [
+            "",
+            f"**Open synthesis (Yosys synth_xilinx, {t['synth_resource_source']}):** LUT {_fmt(t['lut_synth'])}, "
+            f"FF {_fmt(t['ff_synth'])}, CARRY {_fmt(t['carry_synth'])}, BRAM18 {_fmt(t['bram18_synth'])}, "
+            f"DSP {_fmt(t['dsp_synth'])}.",
+        ]
+    for row in s.layers:
+        check = row.rtlsim_check
+        if check is None:
+            continue
+        line = f"- RTL simulation of {row.name}: {check.samples} sample inputs bit-exact: {check.samples_exact}"
+        if check.acc_bits is not None:
+            line += (f"; adversarial inputs exact at {check.acc_bits} bits: {check.exact_at_p}, overflow seen at "
+                     f"{check.acc_bits - 1} bits: {_fmt(check.overflow_detected_at_p_minus_1)}")
+        lines.append(line)
+    lines += ["", f"_{s.estimate_note}_", ""]
+    return "\n".join(lines)

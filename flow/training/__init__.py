@@ -1,0 +1,1 @@
+"""Training and data: data set loaders, training with the A2Q regularizer, checkpoints."""
