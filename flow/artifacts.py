@@ -346,7 +346,7 @@ class Summary:
         except (KeyError, TypeError, ValueError):
             raise FlowError(f"{source}: 'layers' and 'finn_check' are required") from None
         export_check = data.pop("export_check", None)
-        summary = _from_dict(cls, {**data, "layers": [], "finn_check": None}, source)
+        summary = _from_dict(cls, {**data, "layers": [], "finn_check": None, "export_check": None}, source)
         summary.finn_check = _from_dict(FinnCheck, finn_check, f"{source}, finn_check")
         summary.export_check = _from_dict(ExportCheck, export_check, f"{source}, export_check") if export_check else None
         for i, layer in enumerate(layers):

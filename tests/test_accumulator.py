@@ -3,8 +3,8 @@ import itertools
 import numpy as np
 import pytest
 
-from flow import accumulator as acc
-from flow.errors import FlowError
+from flow.core import accumulator as acc
+from flow.core.errors import FlowError
 
 
 def test_paper_example_datatype_bound_is_19_bits():

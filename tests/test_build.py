@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from flow.build import BuildOptions, build
-from flow.errors import FlowError
+from flow.core.errors import FlowError
 from flow.train import model_identity, train_classifier
 from models import get_model_spec
 
@@ -131,7 +131,7 @@ def test_cli_bad_input_fails_fast_without_traceback(args, message):
 
 
 def test_bitfile_build_without_vivado_stops_after_the_estimates(roots):
-    from flow.finn_env import missing_xilinx_tools
+    from flow.finn.env import missing_xilinx_tools
 
     if not missing_xilinx_tools():
         pytest.skip("the Xilinx tools are installed here")

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from flow.compare import collect, pareto_front, write_comparison
-from flow.errors import FlowError
+from flow.reports.compare import collect, pareto_front, write_comparison
+from flow.core.errors import FlowError
 
 
 def fake_summary(folder, model, p, lut, top1, folding="f1", **totals_extra):

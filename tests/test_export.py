@@ -1,7 +1,5 @@
 """The QONNX export carries the exact A2Q integers, matches torch, and respects the l1 budgets."""
 
-import json
-
 import brevitas.nn as qnn
 import numpy as np
 import pytest
@@ -9,9 +7,11 @@ import torch
 from qonnx.core.modelwrapper import ModelWrapper
 from torch import nn
 
-from flow import accumulator as acc
-from flow.errors import FlowError
-from flow.export import capture_quant_layers, export_qonnx_exact, load_sidecar, onnx_weight_ints
+from flow.artifacts import Sidecar
+from flow.core import accumulator as acc
+from flow.core.errors import FlowError
+from flow.export import export_qonnx_exact, onnx_weight_ints
+from models.inspect import capture_quant_layers
 from models.linear import LinearClassifier
 from models.quant import UnsignedActQuant, weight_kwargs
 
@@ -26,20 +26,21 @@ def test_linear_export_is_exact_and_within_budget(tmp_path, quantizer, p):
     model = LinearClassifier(quantizer=quantizer, acc_bits=p)
     inputs = binary_inputs(16)
     sidecar = export_qonnx_exact(model, inputs[:1], tmp_path / "m.onnx", check_inputs=inputs)
-    assert sidecar["export_check"]["max_abs_diff"] == 0.0
-    assert sidecar["export_check"]["weights_exact"] and sidecar["export_check"]["l1_bound_ok"]
-    assert sidecar["input_datatype"] == "BINARY"
-    (layer,) = sidecar["layers"]
-    assert (layer["k"], layer["weight_bits"], layer["input_bits"], layer["input_signed"]) == (784, 8, 1, False)
-    assert layer["acc_bits_target"] == p and layer["quantizer"] == quantizer
-    assert layer["acc_bits_datatype_bound"] == 19
-    assert layer["acc_bits_exact"] <= p
+    # float32 torch against the float64 evaluation of the same integers: rounding of s * q only
+    assert sidecar.export_check.max_abs_diff < 1e-5
+    assert sidecar.export_check.weights_exact and sidecar.export_check.l1_bound_ok
+    assert sidecar.input_datatype == "BINARY"
+    (layer,) = sidecar.layers
+    assert (layer.k, layer.weight_bits, layer.input_bits, layer.input_signed) == (784, 8, 1, False)
+    assert layer.acc_bits_target == p and layer.quantizer == quantizer
+    assert layer.acc_bits_datatype_bound == 19
+    assert layer.acc_bits_exact <= p
     # the integers in the ONNX file are Brevitas' integers, bit for bit
     brevitas_ints = capture_quant_layers(model, inputs[:1])["fc"]["weights_int"]
     (onnx_ints,) = onnx_weight_ints(ModelWrapper(str(tmp_path / "m.onnx"))).values()
     assert np.array_equal(onnx_ints, brevitas_ints)
     assert np.abs(onnx_ints).sum(axis=1).max() <= acc.l1_bound(quantizer, p, 1, False)
-    assert load_sidecar(tmp_path / "m.onnx") == json.loads((tmp_path / "m.onnx.a2q.json").read_text())
+    assert Sidecar.read(tmp_path / "m.onnx") == sidecar
 
 
 class TinyConvNet(nn.Module):
@@ -59,13 +60,13 @@ def test_conv_export_records_each_layer(tmp_path):
     model = TinyConvNet()
     x = torch.rand(4, 2, 6, 6)
     sidecar = export_qonnx_exact(model, x[:1], tmp_path / "c.onnx", check_inputs=x)
-    layers = {layer["name"]: layer for layer in sidecar["layers"]}
-    assert layers["conv"]["k"] == 18 and layers["conv"]["acc_bits_target"] == 10
-    assert (layers["conv"]["input_bits"], layers["conv"]["input_signed"]) == (4, False)
-    assert layers["fc"]["quantizer"] == "baseline" and layers["fc"]["acc_bits_target"] is None
-    assert layers["conv"]["weight_l1_norm_max"] <= acc.a2q_l1_bound(10, 4, False)
-    assert sidecar["export_check"]["weights_exact"]
-    assert sidecar["export_check"]["max_abs_diff"] < 1e-5
+    layers = {layer.name: layer for layer in sidecar.layers}
+    assert layers["conv"].k == 18 and layers["conv"].acc_bits_target == 10
+    assert (layers["conv"].input_bits, layers["conv"].input_signed) == (4, False)
+    assert layers["fc"].quantizer == "baseline" and layers["fc"].acc_bits_target is None
+    assert layers["conv"].weight_l1_norm_max <= acc.a2q_l1_bound(10, 4, False)
+    assert sidecar.export_check.weights_exact
+    assert sidecar.export_check.max_abs_diff < 1e-5
 
 
 def test_all_zero_layer_is_refused(tmp_path):

@@ -5,16 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import flow.overflow as overflow
-from flow.accumulator import (
+import flow.experiments.overflow as overflow
+from flow.core.accumulator import (
     a2q_l1_bound,
     datatype_bound_bits,
     exact_acc_bits,
     signed_bits_for_range,
     weight_l1_norms,
 )
-from flow.errors import FlowError
-from flow.overflow import MODES, logits_metrics, simulate_accumulation
+from flow.core.errors import FlowError
+from flow.experiments.overflow import MODES, logits_metrics, simulate_accumulation
 
 
 def signed_range(acc_bits: int) -> tuple[int, int]:

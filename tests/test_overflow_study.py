@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from flow import overflow_study as study
-from flow.errors import FlowError
+from flow.experiments import overflow_study as study
+from flow.core.errors import FlowError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MODES = ("wrap", "saturate", "clip_final")

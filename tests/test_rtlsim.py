@@ -11,9 +11,9 @@ import pytest
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.core.onnx_exec import execute_onnx
 
-from flow.accumulator import exact_acc_bits
-from flow.rtlsim import RtlAssertionWarning, adversarial_inputs, rtlsim_node
-from flow.synth import make_mvau_model, make_thresholding_model
+from flow.core.accumulator import exact_acc_bits
+from flow.hw.rtlsim import RtlAssertionWarning, adversarial_inputs, rtlsim_node
+from flow.hw.synth import make_mvau_model, make_thresholding_model
 
 PART = "xc7z020clg400-1"
 

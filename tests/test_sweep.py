@@ -1,9 +1,14 @@
-"""make sweep: points across P, resumed when interrupted, ratios against the widest P."""
+"""make sweep: points across P, resumed when interrupted, rebuilt when stale, ratios against the widest P."""
 
 import json
 
-from flow.build import BuildOptions
-from flow.sweep import run_sweep
+import pytest
+
+from flow.core.errors import FlowError
+from flow.experiments.sweep import run_sweep
+from flow.options import BuildOptions
+from flow.pipeline import ensure_checkpoint
+from flow.options import resolve_plan
 
 
 def test_sweep_over_p_resumes_and_reports_ratios(tmp_path, fashion_mnist):
@@ -17,9 +22,11 @@ def test_sweep_over_p_resumes_and_reports_ratios(tmp_path, fashion_mnist):
     assert by_p[16]["lut_ratio"] == 1.0
     # FINN's estimate of the 784x10 MVAU shrinks with the accumulator: the 12-bit build is smaller
     assert by_p[12]["lut"] < by_p[16]["lut"] and by_p[12]["lut_ratio"] > 1.0
-    for p in (16, 12):
-        summary = json.loads((tmp_path / "reports" / f"linear_P{p}_a2q_pynq-z2" / "summary.json").read_text())
-        assert [layer["acc_datatype"] for layer in summary["layers"] if layer["op_type"].startswith("MVAU")] == [f"INT{p}"]
+    for row in rows:
+        summary = json.loads((tmp_path / "reports" / row["build"] / "summary.json").read_text())
+        # a sweep compares the widths the layers were trained for: INT<P>
+        mvau_widths = [layer["acc_datatype"] for layer in summary["layers"] if layer["op_type"].startswith("MVAU")]
+        assert mvau_widths == [f"INT{row['acc_bits']}"] and summary["acc_mode"] == "target"
     table = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
     assert table == json.loads(json.dumps(rows))
     assert (tmp_path / "sweep" / "sweep.csv").read_text().startswith("model,quantizer,acc_bits")
@@ -28,3 +35,18 @@ def test_sweep_over_p_resumes_and_reports_ratios(tmp_path, fashion_mnist):
     lines.clear()
     run_sweep(base, [16, 12], [None], tmp_path / "sweep", log=lines.append)
     assert sum("done before" in line for line in lines) == 2 and not any("building" in line for line in lines)
+
+    # a point whose checkpoint was trained further since is stale: rebuilt, with the new accuracy
+    plan = resolve_plan(BuildOptions(**{**base.as_dict(), "acc_bits": 12, "epochs": 2}))
+    ensure_checkpoint(plan, train=True)
+    lines.clear()
+    rows = run_sweep(base, [16, 12], [None], tmp_path / "sweep", log=lines.append)
+    assert [line.split(":")[1].strip().split(",")[0] for line in lines if line.startswith("[sweep")] == \
+        ["done before with the same inputs", "building"]
+
+
+def test_sweep_validates_every_point_before_building(tmp_path):
+    base = BuildOptions(reports_root=tmp_path / "reports", work_root=tmp_path / "work", checkpoint_root=tmp_path / "ckpt")
+    with pytest.raises(FlowError, match="P=3 is out of range"):
+        run_sweep(base, [15, 3], [None], tmp_path / "sweep", log=lambda line: None)
+    assert not (tmp_path / "reports").exists() and not (tmp_path / "ckpt").exists()

@@ -7,8 +7,8 @@ or by the fixture below. Each synthesis here takes about 5-20 s on 2 cores.
 import numpy as np
 import pytest
 
-import flow.synth as synth
-from flow.errors import FlowError
+import flow.hw.synth as synth
+from flow.core.errors import FlowError
 
 PART = "xc7z020clg400-1"
 

@@ -10,10 +10,11 @@ from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import getCustomOp
 from qonnx.util.basic import qonnx_make_model
 
-from flow.errors import FlowError
-from flow.export import weight_fingerprint
-from flow.steps import ACC_MODE_PROP, SIDECAR_PROP, step_a2q_accumulators
-from flow.transformations import SetA2QAccumulatorWidth
+from flow.artifacts import PROP_ACC_MODE, PROP_ACCUMULATORS, PROP_SIDECAR, LayerRecord, Sidecar
+from flow.core.accumulator import weight_fingerprint
+from flow.core.errors import FlowError
+from flow.finn.steps import step_a2q_accumulators
+from flow.finn.transformations import SetA2QAccumulatorWidth
 
 # Two output channels, K=4, inputs UINT2 in [0, 3]:
 #   channel 0 = [3, -2, 1, 0]: partial sums within [-2*3, (3+1)*3] = [-6, 12]
@@ -43,8 +44,17 @@ def make_mvau(weights_by_channel, input_dtype="UINT2", thresholds=None):
     return model
 
 
+def record(name, weights, target):
+    """A sidecar record for ``weights`` (channels, k) with UINT2 inputs and target P ``target``."""
+    return LayerRecord(name=name, op="QuantLinear", k=weights.shape[1], channels=weights.shape[0], weight_bits=8,
+                       input_bits=2, input_signed=False, quantizer="a2q", acc_bits_target=target, l1_bound=None,
+                       weight_l1_norm_max=int(np.abs(weights).sum(axis=1).max()), l1_bound_ok=None,
+                       acc_bits_datatype_bound=12, acc_bits_exact=6, zero_weights=False,
+                       fingerprint=weight_fingerprint(weights))
+
+
 def sidecar_layers(target):
-    return [{"name": "fc", "fingerprint": weight_fingerprint(WEIGHTS_BY_CHANNEL), "acc_bits_target": target}]
+    return [record("fc", WEIGHTS_BY_CHANNEL, target)]
 
 
 def acc_dtype(model):
@@ -55,7 +65,7 @@ def test_target_mode_writes_int_p():
     model = make_mvau(WEIGHTS_BY_CHANNEL).transform(SetA2QAccumulatorWidth(sidecar_layers(8), "target"))
     assert acc_dtype(model) == "INT8"
     assert getCustomOp(model.graph.node[0]).get_nodeattr("outputDataType") == "INT8"
-    decision = json.loads(model.get_metadata_prop("a2q_accumulators"))["MVAU_0"]
+    decision = json.loads(model.get_metadata_prop(PROP_ACCUMULATORS))["MVAU_0"]
     assert decision == {"layer": "fc", "acc_bits_target": 8, "acc_bits_exact": 6, "acc_range": [-15, 18],
                         "acc_datatype": "INT8", "acc_source": "target"}
 
@@ -76,9 +86,32 @@ def test_without_metadata_the_exact_minimum_is_used():
     assert acc_dtype(model) == "INT6"
 
 
-def test_target_too_small_for_the_weights_is_an_error_naming_the_layer():
+@pytest.mark.parametrize("mode", ["target", "exact"])
+def test_target_too_small_for_the_weights_is_an_error_naming_the_layer(mode):
     with pytest.raises(FlowError, match=r"MVAU_0 \(fc\).*6-bit accumulator.*P=5"):
-        make_mvau(WEIGHTS_BY_CHANNEL).transform(SetA2QAccumulatorWidth(sidecar_layers(5), "target"))
+        make_mvau(WEIGHTS_BY_CHANNEL).transform(SetA2QAccumulatorWidth(sidecar_layers(5), mode))
+
+
+@pytest.mark.parametrize("mode", ["target", "exact"])
+def test_target_equal_to_the_exact_minimum_is_accepted(mode):
+    # the boundary: the weights need exactly 6 bits, so P=6 holds and P=5 (above) does not
+    model = make_mvau(WEIGHTS_BY_CHANNEL).transform(SetA2QAccumulatorWidth(sidecar_layers(6), mode))
+    assert acc_dtype(model) == "INT6"
+
+
+def test_default_mode_is_exact():
+    model = make_mvau(WEIGHTS_BY_CHANNEL).transform(SetA2QAccumulatorWidth(sidecar_layers(16)))
+    assert acc_dtype(model) == "INT6"
+
+
+def test_sidecar_record_matching_no_layer_stops_the_build():
+    other = record("conv_elsewhere", np.array([[1, 2, 3, 4]]), 13)
+    with pytest.raises(FlowError, match=r"1 sidecar record\(s\) match no MVAU/VVAU.*conv_elsewhere \(P=13\)"):
+        make_mvau(WEIGHTS_BY_CHANNEL).transform(SetA2QAccumulatorWidth([*sidecar_layers(8), other], "exact"))
+    # allowed explicitly: the matching layer keeps its target, the rest is built with exact widths
+    model = make_mvau(WEIGHTS_BY_CHANNEL).transform(
+        SetA2QAccumulatorWidth([*sidecar_layers(8), other], "target", allow_unmatched=True))
+    assert acc_dtype(model) == "INT8"
 
 
 def test_all_zero_weights_are_an_error_with_advice():
@@ -87,15 +120,15 @@ def test_all_zero_weights_are_an_error_with_advice():
 
 
 def test_unknown_mode():
-    with pytest.raises(FlowError, match="valid: target, exact"):
+    with pytest.raises(FlowError, match="valid: exact, target"):
         SetA2QAccumulatorWidth([], "widest")
 
 
 def test_step_clips_thresholds_into_the_accumulator_range():
     thresholds = np.array([[-1e6, 0, 1e6], [-3, 5.5, 40]])
     model = make_mvau(WEIGHTS_BY_CHANNEL, thresholds=thresholds)
-    model.set_metadata_prop(SIDECAR_PROP, json.dumps({"layers": sidecar_layers(8)}))
-    model.set_metadata_prop(ACC_MODE_PROP, "target")
+    model.set_metadata_prop(PROP_SIDECAR, Sidecar(layers=sidecar_layers(8)).to_json())
+    model.set_metadata_prop(PROP_ACC_MODE, "target")
     model = step_a2q_accumulators(model, cfg=None)
     assert acc_dtype(model) == "INT8"
     clipped = model.get_initializer("thresholds")

@@ -2,11 +2,11 @@
 
 import pytest
 
-from flow.config import get_board, load_boards
-from flow.errors import FlowError
-from flow.finn_env import import_builder, missing_xilinx_tools
-from flow.steps import ESTIMATE_STEPS
-from flow.vivado import BITFILE_TAIL_STEPS, bitfile_config, check_outputs, require_tools_for
+from flow.core.config import get_board, load_boards
+from flow.core.errors import FlowError
+from flow.finn.env import import_builder, missing_xilinx_tools
+from flow.finn.steps import ESTIMATE_STEPS
+from flow.finn.bitfile import BITFILE_TAIL_STEPS, bitfile_config, check_outputs, require_tools_for
 
 
 @pytest.mark.parametrize("board_name", sorted(load_boards()))

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from flow.data import load_image_classification
+from flow.training.data import load_image_classification
 
 P = 16
 WIDTH = 1 / 16
@@ -32,7 +32,7 @@ def build_tiny(name, images, tmp_path, checks=3):
     import importlib
 
     from flow import build as driver
-    from flow.config import get_board
+    from flow.core.config import get_board
     from flow.export import export_qonnx_exact
 
     module = importlib.import_module(f"models.{name}")

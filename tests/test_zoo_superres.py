@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from flow.data import load_super_resolution
-from flow.errors import FlowError
+from flow.training.data import load_super_resolution
+from flow.core.errors import FlowError
 
 P = 16
 WIDTH = 1 / 8
@@ -29,7 +29,7 @@ def patches():
 def build_tiny(factory, steps, name, patches, tmp_path, quantizer="a2q", acc_bits=P, width=WIDTH, **driver_options):
     """Drive a build like ``flow.build.build_module`` does, with the model's own FINN step list."""
     from flow import build as driver
-    from flow.config import get_board
+    from flow.core.config import get_board
     from flow.export import export_qonnx_exact
     from models.espcn import calibrate_activations
 

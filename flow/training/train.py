@@ -74,6 +74,8 @@ class A2QRegularizer:
         return bool(self._hooks)
 
     def _hook(self, module, inputs, output):
+        if not module.training:  # evaluation passes are no training steps: nothing to penalize
+            return
         weights, input_bit_width, input_is_signed = inputs
         scale = module.scaling_impl(weights)
         norm = module.restrict_clamp_scaling(module.value)
@@ -141,12 +143,26 @@ def train_model(
     RNG states and the state of Brevitas's statistics collectors (:func:`stats_collectors_state`).
     """
     recipe = dict(spec.recipe)
+    if identity.get("seed", seed) != seed:
+        raise FlowError(f"training seed {seed} differs from the checkpoint identity's seed {identity['seed']}")
     epochs = recipe["epochs"] if epochs is None else epochs
     torch.manual_seed(seed)
     np.random.seed(seed)
     train_x, train_y = load_dataset(spec.dataset, data_dir, "train", spec.input_shape)
     test_x, test_y = load_dataset(spec.dataset, data_dir, "test", spec.input_shape)
     model.to(device)
+
+    start_epoch, history, payload = 0, [], None
+    if checkpoint_path.is_file() and load_checkpoint(checkpoint_path).get("recipe") != recipe:
+        log(f"[train] {checkpoint_path.name} was trained with another recipe: starting over")
+        checkpoint_path.unlink()
+    if checkpoint_path.is_file():
+        payload = load_checkpoint(checkpoint_path)
+        check_identity(payload, identity, checkpoint_path)
+        # before the optimizer exists: Brevitas's loading can replace a quantizer's Parameter object
+        model.load_state_dict(payload["state_dict"])
+        start_epoch, history = payload["epoch"], payload.get("history", [])
+        log(f"[train] resuming {checkpoint_path.name} after epoch {start_epoch}/{epochs}")
 
     params = [p for p in model.parameters() if p.requires_grad]
     lr = recipe.get("lr_by_quantizer", {}).get(identity.get("quantizer"), recipe["lr"])
@@ -157,20 +173,9 @@ def train_model(
     else:
         raise FlowError(f"recipe of {spec.name} names unknown optimizer {recipe['optimizer']!r}; valid: adam, sgd")
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=recipe["lr_step_epochs"], gamma=recipe["lr_gamma"])
-
-    start_epoch, history = 0, []
-    if checkpoint_path.is_file() and load_checkpoint(checkpoint_path).get("recipe") != recipe:
-        log(f"[train] {checkpoint_path.name} was trained with another recipe: starting over")
-        checkpoint_path.unlink()
-    if checkpoint_path.is_file():
-        payload = load_checkpoint(checkpoint_path)
-        check_identity(payload, identity, checkpoint_path)
-        model.load_state_dict(payload["state_dict"])
-        if "optimizer" in payload:
-            optimizer.load_state_dict(payload["optimizer"])
-            scheduler.load_state_dict(payload["scheduler"])
-        start_epoch, history = payload["epoch"], payload.get("history", [])
-        log(f"[train] resuming {checkpoint_path.name} after epoch {start_epoch}/{epochs}")
+    if payload is not None and "optimizer" in payload:
+        optimizer.load_state_dict(payload["optimizer"])
+        scheduler.load_state_dict(payload["scheduler"])
 
     regularizer = A2QRegularizer(model)
     loss_fn = nn.CrossEntropyLoss() if spec.task == "classification" else nn.MSELoss()
@@ -179,7 +184,7 @@ def train_model(
     if max_steps_per_epoch:
         steps = min(steps, max_steps_per_epoch)
     generator = torch.Generator().manual_seed(seed)
-    if start_epoch and "rng" in payload:
+    if payload is not None and "rng" in payload:
         restore_rng_state(payload["rng"], generator)
         restore_stats_collectors(model, payload["stats_collectors"])
     for epoch in range(start_epoch, epochs):
@@ -209,6 +214,7 @@ def train_model(
             checkpoint_path,
             {
                 "format": CHECKPOINT_FORMAT,
+                "seed": seed,
                 **identity,
                 "state_dict": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
@@ -216,7 +222,6 @@ def train_model(
                 "epoch": epoch + 1,
                 "history": history,
                 "metrics": metrics,
-                "seed": seed,
                 "recipe": recipe,
                 "rng": rng_state(generator),
                 "stats_collectors": stats_collectors_state(model),
