@@ -13,9 +13,13 @@ import os
 import sys
 import signal
 import time
+import warnings
 from pathlib import Path
 
 from flow.core.errors import FlowError
+
+# Brevitas warns on import about an optional kernel package that this flow never uses
+warnings.filterwarnings("ignore", message="fast_hadamard_transform package not found")
 
 # neutral option name (FlowError.option) -> (command-line flag, Make variable)
 OPTION_NAMES = {
@@ -136,9 +140,12 @@ def build_options(args):
 
 
 def cmd_build(args) -> int:
-    from flow.pipeline import build
+    from flow.options import resolve_plan
 
-    build(build_options(args))
+    plan = resolve_plan(build_options(args))  # bad input fails here, before the heavy imports
+    from flow.pipeline import build_plan
+
+    build_plan(plan)
     return 0
 
 

@@ -21,6 +21,7 @@ from flow.core import accumulator as acc
 from flow.core.config import CHECKPOINT_ROOT, CONFIG_DIR, REPORTS_ROOT, WORK_ROOT, Board, get_board, model_defaults, resolve_folding
 from flow.core.errors import FlowError
 from flow.training.data import DataIdentity, data_identity
+from flow.training.device import check_device
 from models.quant import QUANTIZERS, check_quantizer
 from models.registry import ModelSpec, get_model_spec
 
@@ -201,6 +202,7 @@ def resolve_plan(opts: BuildOptions, module_task: str | None = None) -> BuildPla
         weight_bits, act_bits = opts.weight_bits or spec.weight_bits, opts.act_bits or spec.act_bits
         p = target_acc_bits(opts, spec, weight_bits, act_bits)
         data = data_identity(spec.dataset, opts.data)
+        check_device(opts.device)
     board = get_board(opts.board or defaults.get("board", "pynq-z2"))
     folding_arg = opts.folding or (None if opts.target_fps else defaults.get("folding"))
     folding = resolve_folding(folding_arg) if folding_arg else None

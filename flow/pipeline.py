@@ -40,7 +40,7 @@ from flow.options import BuildOptions, BuildPlan, identity_of, resolve_plan
 from flow.reports.summary import SUMMARY_JSON, SUMMARY_MD, BuildFacts, make_summary, write_report
 from flow.training.checkpoints import check_identity, checkpoint_name, load_checkpoint, model_identity
 from flow.training.data import image_classification_channels
-from flow.training.train import check_device, format_metrics, load_dataset, train_model
+from flow.training.train import format_metrics, load_dataset, train_model
 from models.calibration import calibrate_statistics
 
 CALIBRATION_SAMPLES = 256
@@ -141,7 +141,6 @@ def ensure_checkpoint(plan: BuildPlan, train: bool = True) -> tuple[Path | None,
         return path, payload["metrics"]
     if not train:
         return None, None
-    check_device(plan.options.device)
     if path.is_file() and load_checkpoint(path).get("recipe") != plan.spec.recipe:
         log(f"[build] {path} was trained with another recipe than {plan.name}'s current one: retraining")
     log(f"[build] training {plan.name} ({plan.quantizer}, P={plan.acc_bits}) for {plan.epochs} epochs -> {path}")
@@ -286,8 +285,9 @@ def finn_stage(exported: Exported, plan: BuildPlan, steps: list, identity: dict)
 @contextmanager
 def build_folder(plan: BuildPlan):
     """Hold the lock of the plan's report folder for the duration of a build (one clear error naming the
-    holder when another build of the same report runs), set an older summary aside, and remove the work
-    folder again if the build fails before writing anything into it."""
+    holder when another build of the same report runs), set an older summary aside, and remove the folders
+    it made again if the build fails before writing anything into them."""
+    made = [folder for folder in (plan.report_dir.parent, plan.work_dir.parent, plan.work_dir) if not folder.exists()]
     plan.report_dir.parent.mkdir(parents=True, exist_ok=True)
     lock_path = plan.report_dir.parent / f".{plan.tag}.lock"
     with open(lock_path, "a+") as lock:
@@ -305,13 +305,14 @@ def build_folder(plan: BuildPlan):
         if old.is_file():
             os.replace(old, plan.report_dir / PREVIOUS_SUMMARY)
             (plan.report_dir / SUMMARY_MD).unlink(missing_ok=True)
-        existed = plan.work_dir.exists()
         plan.work_dir.mkdir(parents=True, exist_ok=True)
         try:
             yield
         except BaseException:
-            if not existed and plan.work_dir.is_dir() and not any(plan.work_dir.iterdir()):
-                plan.work_dir.rmdir()
+            lock_path.unlink(missing_ok=True)
+            for folder in reversed(made):  # innermost first
+                if folder.is_dir() and not any(folder.iterdir()):
+                    folder.rmdir()
             raise
         finally:
             lock.seek(0)
@@ -321,8 +322,13 @@ def build_folder(plan: BuildPlan):
 
 def build(opts: BuildOptions) -> Summary:
     """Run the whole build for ``opts``; returns the summary written to ``hw_reports/<tag>/``."""
+    return build_plan(resolve_plan(opts))
+
+
+def build_plan(plan: BuildPlan) -> Summary:
+    """Run the whole build of a resolved ``plan``; returns the summary written to its report folder."""
     started = time.time()
-    plan = resolve_plan(opts)
+    opts = plan.options
     log(f"[build] {plan.tag}: board {plan.board.name} ({plan.board.fpga_part}), accumulator mode {plan.acc_mode}")
     with build_folder(plan):
         if plan.spec is not None:

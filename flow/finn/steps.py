@@ -7,7 +7,9 @@ A2Q data travels inside the model as metadata properties (set by :mod:`flow.finn
 from __future__ import annotations
 
 import importlib
+import json
 
+from finn.builder.build_dataflow_steps import step_apply_folding_config
 from finn.transformation.fpgadataflow.minimize_weight_bit_width import MinimizeWeightBitWidth
 from finn.transformation.streamline.round_thresholds import RoundAndClipThresholds
 from qonnx.transformation.infer_datatypes import InferDataTypes
@@ -15,7 +17,10 @@ from qonnx.transformation.infer_shapes import InferShapes
 from qonnx.transformation.insert_topk import InsertTopK
 
 from flow.artifacts import PROP_ACC_MODE, PROP_ALLOW_UNMATCHED, PROP_SIDECAR, PROP_TASK, Sidecar
+from flow.core.errors import FlowError
 from flow.finn.transformations import SetA2QAccumulatorWidth
+
+FOLDING_INT_ATTRS = ("PE", "SIMD", "parallel_window", "depth")
 
 
 def read_sidecar(model) -> Sidecar:
@@ -52,6 +57,37 @@ def step_a2q_accumulators(model, cfg):
     return model
 
 
+def check_folding(model, folding_path) -> None:
+    """A folding file must fit the graph it folds: every entry names one of its layers (FINN would silently
+    ignore the others and leave the layer at PE=SIMD=1) and PE/SIMD are whole numbers >= 1."""
+    try:
+        folding = json.loads(open(folding_path).read())
+    except (OSError, json.JSONDecodeError) as err:
+        raise FlowError(f"folding file {folding_path} cannot be read: {err}", option="folding") from None
+    layers = [node.name for node in model.graph.node if node.domain.startswith("finn.custom_op.fpgadataflow")]
+    unmatched = sorted(name for name in folding if name != "Defaults" and name not in layers)
+    if unmatched:
+        raise FlowError(f"folding file {folding_path}: entries {unmatched} name no layer of this graph; its layers: "
+                        f"{', '.join(layers)}", option="folding")
+    for name, attrs in folding.items():
+        if name == "Defaults":
+            continue
+        if not isinstance(attrs, dict):
+            raise FlowError(f"folding file {folding_path}: entry {name!r} must be an object of attributes", option="folding")
+        for attr in FOLDING_INT_ATTRS:
+            value = attrs.get(attr)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise FlowError(f"folding file {folding_path}: {name}.{attr} must be a whole number >= 1, got {value!r}",
+                                option="folding")
+
+
+def step_checked_folding_config(model, cfg):
+    """FINN's ``step_apply_folding_config`` after :func:`check_folding` of the folding file."""
+    if cfg.folding_config_file is not None:
+        check_folding(model, cfg.folding_config_file)
+    return step_apply_folding_config(model, cfg)
+
+
 ESTIMATE_STEPS = [
     "step_qonnx_to_finn",
     "step_tidy_up",
@@ -62,7 +98,7 @@ ESTIMATE_STEPS = [
     "step_create_dataflow_partition",
     "step_specialize_layers",
     "step_target_fps_parallelization",
-    "step_apply_folding_config",
+    step_checked_folding_config,
     "step_minimize_bit_width",
     step_a2q_accumulators,
     "step_generate_estimate_reports",

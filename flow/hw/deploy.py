@@ -25,24 +25,38 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from finn_plus_driver import get_driver_class
 
-here = Path(__file__).resolve().parent
-settings = json.loads((here / "driver" / "settings.json").read_text())["driver_information"]
-bitfiles = sorted((here / "bitfile").glob("*.bit"))
-if not bitfiles:
-    sys.exit("no bitfile in " + str(here / "bitfile") + ": build with the bitfile outputs (make build OUTPUTS=bitfile) first")
-overlay = get_driver_class(settings["driver_type"])(
-    bitfile_name=str(bitfiles[0]), platform=settings["platform"], io_shape_dict=settings["io_shape_dict"],
-    fclk_mhz=settings.get("fclk_mhz", 100.0), runtime_weight_dir=str(here / "driver" / "runtime_weights"))
-inputs = np.load(here / "validation" / "input.npy")
-expected = np.load(here / "validation" / "expected_output.npy")
-mismatches = 0
-for x, y in zip(inputs, expected):
-    out = overlay.execute(x[None])
-    mismatches += int(not np.array_equal(np.asarray(out).reshape(y.shape), y))
-print(f"{len(inputs) - mismatches}/{len(inputs)} outputs match the FINN Python execution")
-sys.exit(1 if mismatches else 0)
+
+def count_mismatches(execute, inputs, expected) -> int:
+    """How many of ``inputs`` (batch first) give an output other than ``expected`` under ``execute``."""
+    mismatches = 0
+    for x, y in zip(inputs, expected):
+        out = np.asarray(execute(x[None]))
+        mismatches += int(out.size != y.size or not np.array_equal(out.reshape(y.shape), y))
+    return mismatches
+
+
+def main() -> int:
+    from finn_plus_driver import get_driver_class
+
+    here = Path(__file__).resolve().parent
+    settings = json.loads((here / "driver" / "settings.json").read_text())["driver_information"]
+    bitfiles = sorted((here / "bitfile").glob("*.bit"))
+    if not bitfiles:
+        print("no bitfile in " + str(here / "bitfile") + ": build with the bitfile outputs (make build OUTPUTS=bitfile) first")
+        return 1
+    overlay = get_driver_class(settings["driver_type"])(
+        bitfile_name=str(bitfiles[0]), platform=settings["platform"], io_shape_dict=settings["io_shape_dict"],
+        fclk_mhz=settings.get("fclk_mhz", 100.0), runtime_weight_dir=str(here / "driver" / "runtime_weights"))
+    inputs = np.load(here / "validation" / "input.npy")
+    expected = np.load(here / "validation" / "expected_output.npy")
+    mismatches = count_mismatches(overlay.execute, inputs, expected)
+    print(f"{len(inputs) - mismatches}/{len(inputs)} outputs match the FINN Python execution")
+    return 1 if mismatches else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
 '''
 
 

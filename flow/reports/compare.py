@@ -58,7 +58,7 @@ def collect(report_paths: list[Path]) -> list[dict]:
         elif path.is_dir():
             summaries.extend(sorted(path.rglob("summary.json")))
         else:
-            raise FlowError(f"report path {path} is neither a folder nor a summary.json")
+            raise FlowError(f"report path {path} is neither a folder nor a summary.json", option="reports")
     if not summaries:
         raise FlowError(f"no summary.json found under {', '.join(str(p) for p in report_paths)}; run `make build` first")
     rows = [row_of(path) for path in summaries]
