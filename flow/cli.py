@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import signal
+import sys
 import time
 import warnings
 from pathlib import Path

@@ -18,7 +18,16 @@ from pathlib import Path
 
 from flow.artifacts import ACC_MODES, Sidecar
 from flow.core import accumulator as acc
-from flow.core.config import CHECKPOINT_ROOT, CONFIG_DIR, REPORTS_ROOT, WORK_ROOT, Board, get_board, model_defaults, resolve_folding
+from flow.core.config import (
+    CHECKPOINT_ROOT,
+    CONFIG_DIR,
+    REPORTS_ROOT,
+    WORK_ROOT,
+    Board,
+    get_board,
+    model_defaults,
+    resolve_folding,
+)
 from flow.core.errors import FlowError
 from flow.training.data import DataIdentity, data_identity
 from flow.training.device import check_device

@@ -328,7 +328,6 @@ def build(opts: BuildOptions) -> Summary:
 def build_plan(plan: BuildPlan) -> Summary:
     """Run the whole build of a resolved ``plan``; returns the summary written to its report folder."""
     started = time.time()
-    opts = plan.options
     log(f"[build] {plan.tag}: board {plan.board.name} ({plan.board.fpga_part}), accumulator mode {plan.acc_mode}")
     with build_folder(plan):
         if plan.spec is not None:

@@ -1,21 +1,25 @@
 """make compare: rows from summaries, Pareto front, and the written table and plots."""
 
 import csv
-import json
 
 import pytest
 
-from flow.reports.compare import collect, pareto_front, write_comparison
+from flow.artifacts import FinnCheck, Summary
 from flow.core.errors import FlowError
+from flow.reports.compare import collect, pareto_front, write_comparison
 
 
 def fake_summary(folder, model, p, lut, top1, folding="f1", **totals_extra):
+    """A summary.json as a build writes it, with chosen figures."""
     folder.mkdir(parents=True)
-    summary = {"model": model, "quantizer": "a2q", "acc_bits_target": p, "board": "pynq-z2", "folding": folding,
-               "weights": "trained", "test_top1": top1, "resource_source": "finn_estimate",
-               "totals": {"lut": lut, "bram18": 4, "uram": 0, "dsp": 0, "max_cycles": 100, "fps_at_clock": 1e6,
-                          **totals_extra}}
-    (folder / "summary.json").write_text(json.dumps(summary))
+    summary = Summary(
+        model=model, quantizer="a2q", acc_bits_target=p, acc_mode="exact", board="pynq-z2", fpga_part="xc7z020clg400-1",
+        clock_ns=10.0, folding=folding, target_fps=None, weights="trained", test_top1=top1, export_check=None,
+        finn_check=FinnCheck(max_abs_diff=0.0, samples=2, passed=True, compared="output"), layers=[],
+        totals={"lut": lut, "bram18": 4, "uram": 0, "dsp": 0, "max_cycles": 100, "fps_at_clock": 1e6, **totals_extra},
+        board_fit={}, resource_source="finn_estimate", standalone_thresholds=False, estimate_note="", options={},
+    )
+    (folder / "summary.json").write_text(summary.to_json())
 
 
 def test_pareto_front_keeps_only_non_dominated_points():

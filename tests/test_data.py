@@ -4,8 +4,8 @@ import struct
 import numpy as np
 import pytest
 
-from flow.training.data import binarize, load_binary_mnist, load_mnist_format, read_idx
 from flow.core.errors import FlowError
+from flow.training.data import binarize, load_binary_mnist, load_mnist_format, read_idx
 
 
 def write_idx(path, array, compress):

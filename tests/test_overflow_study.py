@@ -6,17 +6,15 @@ module; the resume tests rerun it on a copy of its output folder with training d
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
 
 import pytest
 
-from flow.experiments import overflow_study as study
 from flow.core.errors import FlowError
+from flow.experiments import overflow_study as study
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 MODES = ("wrap", "saturate", "clip_final")
 METRICS = ("overflow_rate", "logits_mae", "top1")
 
@@ -182,23 +180,21 @@ def test_checkpoints_are_separated_by_settings(quick):
     )
 
 
-def _load_cli():
-    spec = importlib.util.spec_from_file_location("overflow_study_cli", REPO_ROOT / "scripts" / "overflow_study.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_cli_resumes_and_reports_errors(quick, tmp_path, monkeypatch, capsys, fashion_mnist):
-    cli = _load_cli()
+    from flow.cli import main
+
     out = _copy_out(quick, tmp_path)
     monkeypatch.setattr(study, "train_classifier", _no_training)
-    argv = ["--quick", "--data", str(fashion_mnist), "--out", str(out), "--checkpoints", str(quick["root"] / "ckpt")]
-    assert cli.main(argv) == 0
+    argv = ["overflow", "--quick", "--data", str(fashion_mnist), "--out", str(out), "--checkpoints",
+            str(quick["root"] / "ckpt")]
+    assert main(argv) == 0
     assert "computed P none" in capsys.readouterr().out
-    assert cli.main(["--ps", "2-4", "--out", str(out)]) == 2
-    assert "P must be integers in [3, 32]" in capsys.readouterr().err
-    assert cli.main(["--ps", "19-x", "--out", str(out)]) == 2
+    # A2Q is retrained at every P: below one full-range product (8 bits for 8-bit weights, 1-bit inputs) it cannot
+    assert main(["overflow", "--ps", "2-4", "--out", str(out)]) == 2
+    assert "P=2 is out of range" in capsys.readouterr().err
+    assert main(["overflow", "--ps", "7-8", "--out", str(out)]) == 2
+    assert "P=7 is out of range: with 8-bit weights and 1-bit unsigned inputs" in capsys.readouterr().err
+    assert main(["overflow", "--ps", "19-x", "--out", str(out)]) == 2
 
 
 def test_parse_ps_and_config():

@@ -6,9 +6,8 @@ import pytest
 
 from flow.core.errors import FlowError
 from flow.experiments.sweep import run_sweep
-from flow.options import BuildOptions
+from flow.options import BuildOptions, resolve_plan
 from flow.pipeline import ensure_checkpoint
-from flow.options import resolve_plan
 
 
 def test_sweep_over_p_resumes_and_reports_ratios(tmp_path, fashion_mnist):

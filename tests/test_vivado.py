@@ -4,9 +4,10 @@ import pytest
 
 from flow.core.config import get_board, load_boards
 from flow.core.errors import FlowError
+from flow.finn.bitfile import BITFILE_TAIL_STEPS, bitfile_config, require_tools_for
 from flow.finn.env import import_builder, missing_xilinx_tools
 from flow.finn.steps import ESTIMATE_STEPS
-from flow.finn.bitfile import BITFILE_TAIL_STEPS, bitfile_config, check_outputs, require_tools_for
+from flow.options import check_outputs
 
 
 @pytest.mark.parametrize("board_name", sorted(load_boards()))
@@ -23,10 +24,10 @@ def test_bitfile_steps_and_config_are_what_finns_builder_accepts(board_name, tmp
     positions = [default_build_dataflow_steps.index(name) for name in named]
     assert positions == sorted(positions)
     assert steps[-len(BITFILE_TAIL_STEPS):] == default_build_dataflow_steps[-len(BITFILE_TAIL_STEPS):]
-    cfg = DataflowBuildConfig(output_dir=str(tmp_path), synth_clk_period_ns=board["clock_ns"],
-                              fpga_part=board["fpga_part"], steps=steps, **extra)
+    cfg = DataflowBuildConfig(output_dir=str(tmp_path), synth_clk_period_ns=board.clock_ns,
+                              fpga_part=board.fpga_part, steps=steps, **extra)
     assert cfg._resolve_driver_platform() == "zynq-iodma"
-    assert cfg._resolve_fpga_part() == board["fpga_part"]
+    assert cfg._resolve_fpga_part() == board.fpga_part
 
 
 def test_without_vivado_the_bitfile_request_names_missing_tools(tmp_path):

@@ -1,24 +1,22 @@
-"""ResNet18 and MobileNetV1 (A2Q, P=16) through the whole flow, and their A2Q initialization.
+"""ResNet18 and MobileNetV1 through the whole flow (registry builds), and the A2Q initialization.
 
-Tiny (1/16 width), untrained models with A2Q-aware initialization and batch-norm/activation statistics
+Tiny (1/16 width), untrained models with the A2Q-aware initialization and batch-norm/activation statistics
 from real Fashion-MNIST images (padded to 32x32, one channel: the default image-classification data):
-exact export -> FINN with the model's own step list -> FINN-vs-QONNX check -> summary. Asserted for
-every build: only HW layers remain and the graph ends in LabelSelect, every A2Q layer's accumulator
-is INT<P> and its exact range fits P, the 8-bit first/last layers get the exact width, and the FINN
-graph reproduces the QONNX model's integer logits exactly (not only the label) on real images.
+exact export -> FINN with the model's step list -> FINN-vs-QONNX check of the integer logits -> summary.
 """
-
-import json
 
 import numpy as np
 import pytest
 import torch
+from qonnx.core.modelwrapper import ModelWrapper
+from zoo_helpers import check_zoo_build, zoo_build
 
+from flow.finn.reference import float64_model, run_float64
+from flow.finn.transformations import to_graph_input
 from flow.training.data import load_image_classification
 
 P = 16
 WIDTH = 1 / 16
-HW_DOMAIN = "finn.custom_op.fpgadataflow"
 
 
 @pytest.fixture(scope="module")
@@ -27,119 +25,33 @@ def images(fashion_mnist):
     return torch.from_numpy(inputs[:64])
 
 
-def build_tiny(name, images, tmp_path, checks=3):
-    """Drive a build like ``flow.build.build_module`` does, with the model's own FINN step list."""
-    import importlib
-
-    from flow import build as driver
-    from flow.core.config import get_board
-    from flow.export import export_qonnx_exact
-
-    module = importlib.import_module(f"models.{name}")
-    steps = importlib.import_module(f"flow.model_steps.{name}").STEPS
-    torch.manual_seed(0)
-    model = getattr(module, f"build_{name}")("a2q", P, width=WIDTH, in_channels=images.shape[1])
-    init_report = module.init_for_a2q(model)
-    driver.calibrate_statistics(model, images)  # what an untrained registry build does
-    work_dir, report_dir = tmp_path / "work" / name, tmp_path / "reports" / name
-    work_dir.mkdir(parents=True)
-    check_inputs = images[:checks]
-    sidecar = export_qonnx_exact(model, images[:1], work_dir / "model.onnx", check_inputs=check_inputs,
-                                 extra_meta={"model": name, "quantizer": "a2q", "acc_bits_target": P,
-                                             "task": "classification", "weights": "untrained", "test_top1": None})
-    summary = driver.finn_and_report(work_dir / "model.onnx", sidecar, check_inputs.numpy(), get_board("pynq-z2"),
-                                     None, 1000, "target", work_dir, report_dir, {"model": name}, steps=steps)
-    final = work_dir / "finn" / "intermediate_models" / "step_generate_estimate_reports.onnx"
-    return summary, sidecar, init_report, work_dir, final
-
-
-def finn_integer_logits(final_path, graph_input):
-    """The FINN graph's integer logits (the LabelSelect input) for one integer NCHW graph input.
-
-    Nodes the dataflow partition left outside (the NCHW->NHWC Transpose at the input) are applied first.
-    """
-    from onnx import helper
-    from qonnx.core.modelwrapper import ModelWrapper
-    from qonnx.core.onnx_exec import execute_onnx
-
-    from flow.build import python_executable_copy
-
-    parent = ModelWrapper(str(final_path.parent / "dataflow_parent.onnx"))
-    x = graph_input
-    for node in parent.graph.node:
-        if node.op_type == "StreamingDataflowPartition":
-            break
-        assert node.op_type == "Transpose", f"unexpected {node.op_type} ahead of the dataflow partition"
-        x = np.transpose(x, helper.get_attribute_value(node.attribute[0]))
-    model = python_executable_copy(ModelWrapper(str(final_path)))
-    context = execute_onnx(model, {model.graph.input[0].name: x}, return_full_exec_context=True)
-    (label_select,) = [n for n in model.graph.node if n.op_type.startswith("LabelSelect")]
-    return context[label_select.input[0]].reshape(-1), context[model.graph.output[0].name].reshape(-1)
-
-
-def check_build(summary, sidecar, init_report, work_dir, final_path, images, expected_ops):
-    from qonnx.core.modelwrapper import ModelWrapper
-    from qonnx.core.onnx_exec import execute_onnx
-
-    from flow.transformations import to_graph_input
-
-    final = ModelWrapper(str(final_path))
-    not_hw = [f"{n.op_type} ({n.domain})" for n in final.graph.node if not n.domain.startswith(HW_DOMAIN)]
-    assert not not_hw, f"non-HW nodes left: {not_hw}"
-    ops = [n.op_type.rsplit("_", 1)[0] for n in final.graph.node]
+def check_classifier(summary, sidecar, final, plan, images, expected_ops, a2q_layers):
+    ops = [op.rsplit("_", 1)[0] for op in check_zoo_build(summary, sidecar, final, plan, P)]
     assert ops[-1] == "LabelSelect"
     for op, count in expected_ops.items():
         assert ops.count(op) == count, f"{op}: {ops.count(op)} in the final graph, expected {count}"
-
-    assert sidecar["export_check"] == {"max_abs_diff": 0.0, "l1_bound_ok": True, "weights_exact": True}
-    assert summary["finn_check"]["passed"] and summary["finn_check"]["max_abs_diff"] == 0.0
-
-    # every A2Q layer: initialized to non-zero integers, accumulator INT<P>, exact range within P
-    a2q_layers = {layer["name"] for layer in sidecar["layers"] if layer["quantizer"] == "a2q"}
-    assert set(init_report) == a2q_layers
-    assert all(r["zero_channels"] == 0 and r["nonzero"] > 0.3 for r in init_report.values()), init_report
-    decisions = json.loads(final.get_metadata_prop("a2q_accumulators"))
-    by_layer = {d["layer"]: d for d in decisions.values()}
-    assert set(by_layer) == {layer["name"] for layer in sidecar["layers"]}
-    for name, decision in by_layer.items():
-        if name in a2q_layers:
-            assert decision["acc_bits_target"] == P and decision["acc_datatype"] == f"INT{P}"
-            assert decision["acc_bits_exact"] <= P, decision
-        else:  # 8-bit stem convolution and classifier: outside A2Q, exact width
-            assert decision["acc_bits_target"] is None and decision["acc_source"] == "exact"
-            assert decision["acc_datatype"] == f"INT{decision['acc_bits_exact']}"
-    rows = {row["layer"]: row for row in summary["layers"] if row["layer"]}
-    assert all(rows[name]["acc_datatype"] == f"INT{P}" for name in a2q_layers)
-
-    # stronger than the label check: the integer logits agree exactly, and they vary between images
-    reference = ModelWrapper(str(work_dir / "model.onnx"))
-    (output_quant,) = [n for n in reference.graph.node if reference.graph.output[0].name in n.output]
-    assert output_quant.op_type == "Quant"
-    out_scale = float(reference.get_initializer(output_quant.input[1]))
-    seen = set()
-    for image in images[:3].numpy():
-        graph_input = to_graph_input(reference, image[None])
-        expected = execute_onnx(reference, {reference.graph.input[0].name: graph_input})[reference.graph.output[0].name]
-        expected = np.round(expected.reshape(-1) / out_scale)
-        logits, label = finn_integer_logits(final_path, graph_input)
-        np.testing.assert_array_equal(logits, expected)
-        assert int(label[0]) == int(np.argmax(expected))
-        seen.add(tuple(expected))
-    assert len(seen) > 1, "the untrained network gives the same logits for every image: the check would be weak"
+    assert sum(layer.acc_bits_target == P for layer in sidecar.layers) == a2q_layers
+    # the FINN graph's integer logits equal the QONNX logits, and they vary between images
+    assert summary["finn_check"]["compared"] == "integer logits"
+    reference = ModelWrapper(str(plan.work_dir / "model.onnx"))
+    reference64 = float64_model(reference)
+    logits = {tuple(run_float64(reference64, to_graph_input(reference, image[None])).reshape(-1))
+              for image in images[:3].numpy()}
+    assert len(logits) > 1, "the calibrated untrained network gives the same logits for every image"
 
 
 def test_resnet18_tiny_build(images, tmp_path):
-    summary, sidecar, init_report, work_dir, final = build_tiny("resnet18", images, tmp_path)
-    assert len(init_report) == 19  # 16 3x3 + 3 shortcut convolutions
-    check_build(summary, sidecar, init_report, work_dir, final, images,
-                {"MVAU": 21, "ElementwiseAdd": 8, "DuplicateStreams": 8, "Pool": 1})
+    summary, sidecar, final, plan = zoo_build("resnet18", tmp_path, acc_bits=P, width=WIDTH, board="pynq-z2",
+                                              target_fps=1000)
+    check_classifier(summary, sidecar, final, plan, images,
+                     {"MVAU": 21, "ElementwiseAdd": 8, "DuplicateStreams": 8, "Pool": 1}, a2q_layers=19)
 
 
 def test_mobilenetv1_tiny_build(images, tmp_path):
-    summary, sidecar, init_report, work_dir, final = build_tiny("mobilenetv1", images, tmp_path)
-    assert len(init_report) == 26  # 13 depthwise + 13 pointwise convolutions
-    assert sum(layer["depthwise"] for layer in sidecar["layers"]) == 13
-    check_build(summary, sidecar, init_report, work_dir, final, images, {"MVAU": 15, "VVAU": 13, "Pool": 1})
+    summary, sidecar, final, plan = zoo_build("mobilenetv1", tmp_path, acc_bits=P, width=WIDTH, board="pynq-z2",
+                                              target_fps=1000)
+    assert sum(layer.depthwise for layer in sidecar.layers) == 13
+    check_classifier(summary, sidecar, final, plan, images, {"MVAU": 15, "VVAU": 13, "Pool": 1}, a2q_layers=26)
 
 
 def test_factories_follow_the_papers_shapes():
@@ -165,7 +77,7 @@ def test_factories_follow_the_papers_shapes():
 def test_a2q_projection_keeps_long_dot_products_alive():
     """With PyTorch's default (uniform) initialization, plain A2Q scaling zeroes a K=4608 layer at P=16
     with 4-bit inputs; the projection keeps the full integer range inside the l1 budget."""
-    from models.resnet18 import project_for_a2q
+    from models.a2q_init import project_for_a2q
 
     torch.manual_seed(0)
     weights = torch.rand(8, 4608) * 2 - 1
@@ -184,33 +96,15 @@ def test_a2q_projection_keeps_long_dot_products_alive():
     assert torch.equal(project_for_a2q(small, budget, 7), small)  # within budget: unchanged
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("name", ["resnet18", "mobilenetv1"])
-def test_registry_build_untrained(name, tmp_path, fashion_mnist, images):
-    """The same models through ``flow.build.build`` (registry entry, default data, A2Q init, its calibration)."""
-    from qonnx.core.modelwrapper import ModelWrapper
-    from qonnx.core.onnx_exec import execute_onnx
-
-    from flow.transformations import to_graph_input
-
-    from flow.build import BuildOptions, build
+@pytest.mark.parametrize("name,quantizer,acc_bits", [("resnet18", "a2q", 12), ("espcn", "a2q+", 8),
+                                                      ("unet", "a2q", 10), ("mobilenetv1", "a2q+", 14)])
+def test_a2q_initialization_gives_nonzero_integers_in_every_channel(name, quantizer, acc_bits):
     from models import get_model_spec
+    from models.inspect import default_sample
 
     spec = get_model_spec(name)
-    assert spec.finn_steps == f"flow.model_steps.{name}:STEPS"
-    summary = build(BuildOptions(model=name, acc_bits=P, width=WIDTH, board="pynq-z2", target_fps=1000, train=False,
-                                 data=str(fashion_mnist), reports_root=tmp_path / "reports", work_root=tmp_path / "work",
-                                 checkpoint_root=tmp_path / "ckpt"))
-    assert summary["weights"] == "untrained"
-    assert summary["finn_check"]["passed"] and summary["finn_check"]["max_abs_diff"] == 0.0
-    (work_dir,) = (tmp_path / "work").iterdir()
-    final = ModelWrapper(str(work_dir / "finn" / "intermediate_models" / "step_generate_estimate_reports.onnx"))
-    assert all(n.domain.startswith(HW_DOMAIN) for n in final.graph.node)
-    decisions = json.loads(final.get_metadata_prop("a2q_accumulators")).values()
-    a2q = [d for d in decisions if d["acc_bits_target"] is not None]
-    assert len(a2q) == (19 if name == "resnet18" else 26)
-    assert all(d["acc_datatype"] == f"INT{P}" and d["acc_bits_exact"] <= P for d in a2q)
-    reference = ModelWrapper(str(work_dir / "model.onnx"))
-    logits = {tuple(execute_onnx(reference, {reference.graph.input[0].name: to_graph_input(reference, image[None])})[
-        reference.graph.output[0].name].reshape(-1)) for image in images[:3].numpy()}
-    assert len(logits) > 1, "the calibrated untrained network gives the same logits for every image"
+    torch.manual_seed(0)
+    model = spec.make(quantizer, acc_bits, width=1 / 8)
+    report = spec.apply_init_for_a2q(model, default_sample(model))
+    assert report and all(r["zero_channels"] == 0 and r["l1_max"] > 0 for r in report.values()), report
+    assert np.mean([r["nonzero"] for r in report.values()]) > 0.02

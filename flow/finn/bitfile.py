@@ -15,7 +15,6 @@ from flow.core.config import Board
 from flow.core.errors import FlowError
 from flow.finn.env import missing_xilinx_tools
 
-OUTPUTS = ("estimates", "bitfile")
 # FINN's own default steps after the estimate reports, in FINN's order.
 BITFILE_TAIL_STEPS = [
     "step_assign_ddr_weight_offsets",
@@ -30,12 +29,6 @@ BITFILE_TAIL_STEPS = [
 ]
 BITFILE_OUTPUT_NAMES = ["estimate_reports", "stitched_ip", "out_of_context_synth", "bitfile", "pynq_driver",
                         "deployment_package"]
-
-
-def check_outputs(outputs: str) -> str:
-    if outputs not in OUTPUTS:
-        raise FlowError(f"unknown outputs {outputs!r}; valid: {', '.join(OUTPUTS)}", option="outputs")
-    return outputs
 
 
 def bitfile_config(board: Board, estimate_steps: list) -> tuple[list, dict]:

@@ -5,7 +5,8 @@ output to float32, so a value on a rounding tie of a later quantizer can land on
 on the machine's summation order. Here the same graph runs in float64: weight quantizers are folded into
 float64 constants, convolutions lowered to Im2Col + MatMul (onnxruntime has no float64 Conv),
 ``Quant`` nodes computed with qonnx's own ``int_quant`` in float64, and the few standard operators
-onnxruntime lacks in float64 (``AveragePool``) in NumPy. The result is the exact integer arithmetic
+onnxruntime lacks in float64 (``AveragePool``) or qonnx cannot feed (``Resize`` with an omitted input) in
+NumPy. The result is the exact integer arithmetic
 of the network up to float64 rounding, the same on every machine.
 """
 
@@ -79,6 +80,23 @@ def _average_pool(x: np.ndarray, node) -> np.ndarray:
     return out
 
 
+def _nearest_resize(x: np.ndarray, node, context) -> np.ndarray:
+    """``Resize``/``Upsample`` in nearest mode with scales (output index i reads input index floor(i / scale),
+    as PyTorch's nearest upsampling exports it)."""
+    mode = get_by_name(node.attribute, "mode")
+    if mode is not None and mode.s.decode() != "nearest":
+        raise FlowError(f"float64 reference: {node.op_type} {node.name} in mode {mode.s.decode()!r} is not supported")
+    scales_name = node.input[2] if node.op_type == "Resize" else node.input[1]
+    scales = np.asarray(context[scales_name], dtype=np.float64).reshape(-1)
+    if scales.size != x.ndim:
+        raise FlowError(f"float64 reference: {node.op_type} {node.name} needs one scale per axis")
+    out = x
+    for axis, scale in enumerate(scales):
+        size = int(np.floor(x.shape[axis] * scale))
+        out = np.take(out, np.floor(np.arange(size) / scale).astype(np.int64), axis=axis)
+    return out
+
+
 def execute_float64(model64: ModelWrapper, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Execute a :func:`float64_model` copy on ``inputs``; returns every tensor of the graph (float64)."""
     context: dict[str, np.ndarray] = {init.name: numpy_helper.to_array(init) for init in model64.graph.initializer}
@@ -93,18 +111,12 @@ def execute_float64(model64: ModelWrapper, inputs: dict[str, np.ndarray]) -> dic
                                                 inst.get_nodeattr("rounding_mode"))
         elif node.op_type == "AveragePool":
             context[node.output[0]] = _average_pool(context[node.input[0]], node)
+        elif node.op_type in ("Resize", "Upsample"):
+            context[node.output[0]] = _nearest_resize(context[node.input[0]], node, context)
         else:
             for name in node.output:
                 context.setdefault(name, np.zeros(model64.get_tensor_shape(name) or [1]))
-            # an omitted optional input (empty name, e.g. Resize's roi) is not a tensor to feed
-            named = list(node.input)
-            while node.input and node.input[-1] == "":
-                node.input.pop()
-            try:
-                execute_node(node, context, model64.graph, opset)
-            finally:
-                del node.input[:]
-                node.input.extend(named)
+            execute_node(node, context, model64.graph, opset)
         for name in node.output:
             value = context[name]
             if isinstance(value, np.ndarray) and value.dtype == np.float32:

@@ -18,7 +18,6 @@ from finn.util.data_packing import finnpy_to_packed_bytearray
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import getCustomOp
 
-
 VALIDATE_SCRIPT = '''"""On-board check: run the accelerator on validation/input.npy and compare with expected_output.npy."""
 import json
 import sys

@@ -23,11 +23,11 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-
 from finn.util.data_packing import npy_to_rtlsim_input, rtlsim_output_to_npy
 from qonnx.core.datatype import DataType
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import getCustomOp
+
 from flow.core.errors import FlowError
 from flow.hw.synth import DEFAULT_FPGA_PART, HDL_SUFFIXES, find_node, generate_layer_hdl, stage_hdl
 

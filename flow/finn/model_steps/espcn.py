@@ -29,11 +29,27 @@ from __future__ import annotations
 
 import numpy as np
 import qonnx.core.data_layout as DataLayout
+from finn.builder.build_dataflow_steps import step_target_fps_parallelization
+from finn.transformation.fpgadataflow.convert_to_hw.upsample import InferUpsample
+from finn.transformation.streamline import Streamline
+from finn.transformation.streamline.absorb import (
+    AbsorbConsecutiveTransposes,
+    AbsorbScalarBiasIntoMultiThreshold,
+    AbsorbTransposeIntoMultiThreshold,
+)
+from finn.transformation.streamline.reorder import MakeScaleResizeNHWC
+from onnx import helper
+from qonnx.custom_op.registry import getCustomOp
 from qonnx.transformation.base import Transformation
-from qonnx.transformation.general import GiveReadableTensorNames, GiveUniqueNodeNames, RemoveUnusedTensors
+from qonnx.transformation.general import (
+    GiveReadableTensorNames,
+    GiveUniqueNodeNames,
+    RemoveUnusedTensors,
+)
 from qonnx.transformation.infer_data_layouts import InferDataLayouts
 from qonnx.transformation.infer_datatypes import InferDataTypes
 from qonnx.transformation.infer_shapes import InferShapes
+from qonnx.transformation.lower_convs_to_matmul import LowerConvsToMatMul
 
 from flow.finn.steps import estimate_steps
 
@@ -41,7 +57,6 @@ from flow.finn.steps import estimate_steps
 def _attr(node, name, default=None):
     for attribute in node.attribute:
         if attribute.name == name:
-            from onnx import helper
 
             value = helper.get_attribute_value(attribute)
             return value.decode() if isinstance(value, bytes) else value
@@ -175,14 +190,6 @@ def tidy(model):
 
 def streamline_chain(model):
     """Stock streamlining plus the resize rewrites, for a plain chain of convolutions and resizes."""
-    from finn.transformation.streamline import Streamline
-    from finn.transformation.streamline.absorb import (
-        AbsorbConsecutiveTransposes,
-        AbsorbScalarBiasIntoMultiThreshold,
-        AbsorbTransposeIntoMultiThreshold,
-    )
-    from finn.transformation.streamline.reorder import MakeScaleResizeNHWC
-    from qonnx.transformation.lower_convs_to_matmul import LowerConvsToMatMul
 
     model = model.transform(AbsorbScalarBiasIntoMultiThreshold())
     model = model.transform(Streamline())
@@ -208,7 +215,6 @@ def step_espcn_streamline(model, cfg):
 def step_infer_upsample(model, cfg):
     """Nearest-neighbour ``Resize`` -> ``UpsampleNearestNeighbour`` (finn-plus's conversion step only
     looks for ``Upsample``)."""
-    from finn.transformation.fpgadataflow.convert_to_hw.upsample import InferUpsample
 
     model = model.transform(InferUpsample())
     return tidy(model)
@@ -230,7 +236,6 @@ def target_cycles(cfg) -> int | None:
 def fold_upsamplers(model, cycles: int):
     """SIMD of every ``UpsampleNearestNeighbour``: the smallest divisor of its channels that meets
     ``cycles`` (FINN's SetFolding leaves these at SIMD 1 and then relaxes every layer to their pace)."""
-    from qonnx.custom_op.registry import getCustomOp
 
     for node in model.graph.node:
         if not node.op_type.startswith("UpsampleNearestNeighbour"):
@@ -247,7 +252,6 @@ def fold_upsamplers(model, cycles: int):
 def step_sr_target_fps_parallelization(model, cfg):
     """FINN's ``step_target_fps_parallelization`` with the upsamplers folded first and a wider MVAU
     weight stream allowed (see ``MVAU_WWIDTH_MAX``); unchanged when a folding file is given."""
-    from finn.builder.build_dataflow_steps import step_target_fps_parallelization
 
     cycles = target_cycles(cfg)
     if cycles is None:

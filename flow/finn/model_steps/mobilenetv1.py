@@ -9,19 +9,20 @@ widens (``models.resnet18.pool_bits``), so FINN's QuantAvgPool2d, which can only
 
 from __future__ import annotations
 
+from finn.transformation.streamline.absorb import AbsorbScalarBiasIntoMultiThreshold
+from finn.transformation.streamline.reorder import MoveMulPastDWConv
+from finn.transformation.streamline.round_thresholds import RoundAndClipThresholds
+from qonnx.transformation.batchnorm_to_affine import BatchNormToAffine
+from qonnx.transformation.general import ConvertDivToMul, RemoveUnusedTensors
+from qonnx.transformation.infer_data_layouts import InferDataLayouts
+from qonnx.transformation.infer_datatypes import InferDataTypes
+from qonnx.transformation.lower_convs_to_matmul import LowerConvsToMatMul
+
 from flow.finn.model_steps.resnet18 import _apply, absorb_scales, sink_transposes
 from flow.finn.steps import estimate_steps
 
 
 def step_mobilenetv1_streamline(model, cfg):
-    from finn.transformation.streamline.absorb import AbsorbScalarBiasIntoMultiThreshold
-    from finn.transformation.streamline.reorder import MoveMulPastDWConv
-    from finn.transformation.streamline.round_thresholds import RoundAndClipThresholds
-    from qonnx.transformation.batchnorm_to_affine import BatchNormToAffine
-    from qonnx.transformation.general import ConvertDivToMul, RemoveUnusedTensors
-    from qonnx.transformation.infer_data_layouts import InferDataLayouts
-    from qonnx.transformation.infer_datatypes import InferDataTypes
-    from qonnx.transformation.lower_convs_to_matmul import LowerConvsToMatMul
 
     # the output quantizer's offset first, before any Add is moved past its scale
     model = _apply(model, [AbsorbScalarBiasIntoMultiThreshold(), ConvertDivToMul(), BatchNormToAffine(),

@@ -23,6 +23,39 @@ Every rewrite is an exact algebraic identity; the build's FINN-vs-QONNX check ve
 
 from __future__ import annotations
 
+from finn.transformation.streamline.absorb import (
+    Absorb1BitMulIntoConv,
+    Absorb1BitMulIntoMatMul,
+    AbsorbAddIntoMultiThreshold,
+    AbsorbConsecutiveTransposes,
+    AbsorbMulIntoMultiThreshold,
+    AbsorbScalarBiasIntoMultiThreshold,
+    AbsorbScalarMulAddIntoTopK,
+    AbsorbTransposeIntoMultiThreshold,
+    FactorOutMulSignMagnitude,
+)
+from finn.transformation.streamline.collapse_repeated import (
+    CollapseRepeatedAdd,
+    CollapseRepeatedMul,
+)
+from finn.transformation.streamline.reorder import (
+    MoveAddPastMul,
+    MoveLinearPastEltwiseAdd,
+    MoveMulPastFork,
+    MoveScalarLinearPastInvariants,
+    MoveScalarMulPastConv,
+    MoveScalarMulPastMatMul,
+    MoveTransposePastFork,
+    MoveTransposePastJoinAdd,
+)
+from finn.transformation.streamline.round_thresholds import RoundAndClipThresholds
+from qonnx.transformation.batchnorm_to_affine import BatchNormToAffine
+from qonnx.transformation.general import ConvertDivToMul, RemoveUnusedTensors
+from qonnx.transformation.infer_data_layouts import InferDataLayouts
+from qonnx.transformation.infer_datatypes import InferDataTypes
+from qonnx.transformation.lower_convs_to_matmul import LowerConvsToMatMul
+from qonnx.transformation.remove import RemoveIdentityOps
+
 from flow.finn.steps import estimate_steps
 
 # Fixed-point rounds of the layout clean-up; each round removes the Transposes of one more level.
@@ -41,8 +74,6 @@ def count_op(model, op_type: str) -> int:
 
 def sink_transposes(model):
     """Move NCHW<->NHWC Transposes through thresholds, forks and joining Adds until they cancel."""
-    from finn.transformation.streamline.absorb import AbsorbConsecutiveTransposes, AbsorbTransposeIntoMultiThreshold
-    from finn.transformation.streamline.reorder import MoveTransposePastFork, MoveTransposePastJoinAdd
 
     before = None
     for _ in range(MAX_TRANSPOSE_ROUNDS):
@@ -57,23 +88,6 @@ def sink_transposes(model):
 
 def absorb_scales(model):
     """Move scalar scales forward, collapse them and absorb Mul/Add chains into the thresholds."""
-    from finn.transformation.streamline.absorb import (
-        Absorb1BitMulIntoConv,
-        Absorb1BitMulIntoMatMul,
-        AbsorbAddIntoMultiThreshold,
-        AbsorbMulIntoMultiThreshold,
-        AbsorbScalarBiasIntoMultiThreshold,
-        AbsorbScalarMulAddIntoTopK,
-        FactorOutMulSignMagnitude,
-    )
-    from finn.transformation.streamline.collapse_repeated import CollapseRepeatedAdd, CollapseRepeatedMul
-    from finn.transformation.streamline.reorder import (
-        MoveAddPastMul,
-        MoveScalarLinearPastInvariants,
-        MoveScalarMulPastConv,
-        MoveScalarMulPastMatMul,
-    )
-    from qonnx.transformation.remove import RemoveIdentityOps
 
     return _apply(model, [
         MoveScalarMulPastConv(), MoveScalarLinearPastInvariants(), MoveScalarMulPastMatMul(),
@@ -86,15 +100,7 @@ def absorb_scales(model):
 
 def step_resnet18_streamline(model, cfg):
     """Targeted streamlining of the residual network (see the module docstring)."""
-    from finn.transformation.streamline.reorder import MoveLinearPastEltwiseAdd, MoveMulPastFork
-    from finn.transformation.streamline.round_thresholds import RoundAndClipThresholds
-    from qonnx.transformation.batchnorm_to_affine import BatchNormToAffine
-    from qonnx.transformation.general import ConvertDivToMul, RemoveUnusedTensors
-    from qonnx.transformation.infer_data_layouts import InferDataLayouts
-    from qonnx.transformation.infer_datatypes import InferDataTypes
-    from qonnx.transformation.lower_convs_to_matmul import LowerConvsToMatMul
 
-    from finn.transformation.streamline.absorb import AbsorbScalarBiasIntoMultiThreshold
 
     # the output quantizer's offset first, before any Add is moved past its scale
     model = _apply(model, [AbsorbScalarBiasIntoMultiThreshold(), ConvertDivToMul(), BatchNormToAffine(),

@@ -23,11 +23,30 @@ from __future__ import annotations
 
 import copy
 
+from finn.transformation.streamline import Streamline
+from finn.transformation.streamline.absorb import (
+    AbsorbConsecutiveTransposes,
+    AbsorbScalarBiasIntoMultiThreshold,
+    AbsorbTransposeIntoMultiThreshold,
+)
+from finn.transformation.streamline.reorder import (
+    MakeScaleResizeNHWC,
+    MoveLinearPastEltwiseAdd,
+    MoveLinearPastFork,
+    MoveTransposePastFork,
+    MoveTransposePastJoinAdd,
+)
 from qonnx.transformation.base import Transformation
 from qonnx.transformation.general import RemoveUnusedTensors, SortGraph
 from qonnx.transformation.infer_shapes import InferShapes
+from qonnx.transformation.lower_convs_to_matmul import LowerConvsToMatMul
 
-from flow.finn.model_steps.espcn import MoveLinearPastNearestResize, RemoveSingleChannelIOTransposes, sr_steps, tidy
+from flow.finn.model_steps.espcn import (
+    MoveLinearPastNearestResize,
+    RemoveSingleChannelIOTransposes,
+    sr_steps,
+    tidy,
+)
 
 MAX_ROUNDS = 12
 
@@ -84,20 +103,6 @@ def step_split_shared_relu(model, cfg):
 
 
 def streamline_unet(model):
-    from finn.transformation.streamline import Streamline
-    from finn.transformation.streamline.absorb import (
-        AbsorbConsecutiveTransposes,
-        AbsorbScalarBiasIntoMultiThreshold,
-        AbsorbTransposeIntoMultiThreshold,
-    )
-    from finn.transformation.streamline.reorder import (
-        MakeScaleResizeNHWC,
-        MoveLinearPastEltwiseAdd,
-        MoveLinearPastFork,
-        MoveTransposePastFork,
-        MoveTransposePastJoinAdd,
-    )
-    from qonnx.transformation.lower_convs_to_matmul import LowerConvsToMatMul
 
     model = model.transform(AbsorbScalarBiasIntoMultiThreshold())
     model = _until_stable(model, [Streamline(), MoveLinearPastFork(), MoveLinearPastEltwiseAdd(),
