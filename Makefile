@@ -32,6 +32,7 @@ WEIGHT_BITS ?=
 ACT_BITS ?=
 SEED ?=
 ALLOW_UNMATCHED_SIDECAR ?=
+STEPS ?=
 PS ?= 32 24 20 16 14 12
 FOLDINGS ?=
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
@@ -46,7 +47,7 @@ MODEL_ARGS = --model $(MODEL) --quant $(QUANT) --device $(DEVICE) $(call opt,--P
 BUILD_ARGS = $(MODEL_ARGS) $(call opt,--board,$(BOARD)) $(call opt,--folding,$(FOLDING)) $(call opt,--fps,$(FPS)) \
              $(call opt,--ckpt,$(CKPT)) $(call opt,--onnx,$(ONNX)) $(call opt,--acc-mode,$(ACC_MODE)) \
              $(call opt,--outputs,$(OUTPUTS)) $(call opt,--synth,$(SYNTH)) $(call opt,--rtlsim,$(RTLSIM)) \
-             $(if $(filter 1 yes true on,$(ALLOW_UNMATCHED_SIDECAR)),--allow-unmatched-sidecar)
+             $(if $(filter 1 yes true on,$(ALLOW_UNMATCHED_SIDECAR)),--allow-unmatched-sidecar) $(call opt,--steps,$(STEPS))
 
 .PHONY: setup data build train sweep overflow compare deploy test test-all models boards clean
 

@@ -47,6 +47,7 @@ OPTION_NAMES = {
     "weight_bits": ("--weight-bits", "WEIGHT_BITS"),
     "act_bits": ("--act-bits", "ACT_BITS"),
     "seed": ("--seed", "SEED"),
+    "steps": ("--steps", "STEPS"),
 }
 # set by the Makefile, so that errors name the Make variable the user typed
 VIA_MAKE_ENV = "A2Q_FLOW_VIA_MAKE"
@@ -124,6 +125,9 @@ def add_build_args(parser: argparse.ArgumentParser):
     parser.add_argument("--no-train", action="store_true", help="never train; build untrained weights if no checkpoint")
     parser.add_argument("--allow-unmatched-sidecar", action="store_true",
                         help="build even if sidecar records match no layer (those layers get exact widths)")
+    parser.add_argument("--steps", default=None,
+                        help="experts: the FINN step list, comma-separated step names (FINN's, the flow's, or "
+                             "module:function), or module:attribute naming a list (default: chosen from the graph)")
 
 
 def build_options(args):
@@ -135,7 +139,7 @@ def build_options(args):
         onnx=args.onnx or None, acc_mode=args.acc_mode or None, epochs=args.epochs, device=args.device,
         seed=args.seed, train=not args.no_train, outputs=args.outputs, synth=args.synth, rtlsim=args.rtlsim,
         width=args.width, weight_bits=args.weight_bits, act_bits=args.act_bits, init_checkpoint=args.init,
-        allow_unmatched_sidecar=args.allow_unmatched_sidecar,
+        allow_unmatched_sidecar=args.allow_unmatched_sidecar, steps=args.steps or None,
     )  # fmt: skip
 
 

@@ -75,6 +75,7 @@ class BuildOptions:
     synth: bool | None = None  # open synthesis of the RTL layers (None: the model's default)
     rtlsim: bool | None = None  # RTL-simulation check of the accumulators (None: the model's default)
     allow_unmatched_sidecar: bool = False
+    steps: str | None = None  # an expert's FINN step list (see flow.finn.steps.load_step_list)
 
     def as_dict(self) -> dict:
         """JSON-ready view (paths as strings), as recorded in the summary's ``options``."""
@@ -246,6 +247,7 @@ def resolve_plan(opts: BuildOptions, module_task: str | None = None) -> BuildPla
         "standalone_thresholds": standalone,
         "outputs": opts.outputs,
         "allow_unmatched_sidecar": opts.allow_unmatched_sidecar,
+        "steps": opts.steps,
     }
     folding_name = folding.stem if folding and opts.folding else None
     width = "" if spec is None or opts.width == 1.0 else f"_w{opts.width:g}"

@@ -30,9 +30,8 @@ from flow.finn.bitfile import bitfile_config, require_tools_for, vivado_figures
 from flow.finn.check import finn_check
 from flow.finn.env import missing_xilinx_tools
 from flow.finn.layers import layer_reports, read_finn_report
-from flow.finn.model_steps import steps_for_model
 from flow.finn.run import FinnRun, run_finn
-from flow.finn.steps import ESTIMATE_STEPS
+from flow.finn.steps import load_step_list
 from flow.finn.transformations import IntegerInputFromQuant, graph_input_scale
 from flow.hw.deploy import write_deployment
 from flow.hw.layer_synthesis import rtlsim_check_build, synthesize_build
@@ -240,7 +239,6 @@ def finn_stage(exported: Exported, plan: BuildPlan, steps: list, identity: dict)
     """
     opts = plan.options
     work_dir, report_dir = plan.work_dir, plan.report_dir
-    steps = list(steps or ESTIMATE_STEPS)
     extra_config = {"standalone_thresholds": plan.standalone_thresholds}
     if opts.outputs == "bitfile" and not missing_xilinx_tools():
         steps, bitfile_extra = bitfile_config(plan.board, steps)
@@ -329,14 +327,13 @@ def build_plan(plan: BuildPlan) -> Summary:
     """Run the whole build of a resolved ``plan``; returns the summary written to its report folder."""
     started = time.time()
     log(f"[build] {plan.tag}: board {plan.board.name} ({plan.board.fpga_part}), accumulator mode {plan.acc_mode}")
+    steps = load_step_list(plan.options.steps)  # an unknown step fails here, before any work
     with build_folder(plan):
         if plan.spec is not None:
             checkpoint, metrics = ensure_checkpoint(plan, train=trains_on_build(plan))
             exported = export_stage(plan, checkpoint, metrics)
-            steps = steps_for_model(plan.name)
         else:
             exported = import_onnx_stage(plan)
-            steps = list(ESTIMATE_STEPS)
         summary = finn_stage(exported, plan, steps, identity_of(plan, exported.checkpoint))
     log(f"[build] done in {time.time() - started:.0f} s: {plan.report_dir / SUMMARY_MD}")
     return summary
@@ -345,16 +342,18 @@ def build_plan(plan: BuildPlan) -> Summary:
 def build_module(module, sample, name: str, board: str = "pynq-z2", folding: str | None = None,
                  target_fps: int | None = None, acc_mode: str | None = None, task: str = "classification",
                  check_inputs=None, reports_root: Path | None = None, work_root: Path | None = None,
-                 steps: list | None = None) -> Summary:
+                 steps: list | str | None = None) -> Summary:
     """Bring your own model: export a user's Brevitas ``module`` and run the FINN flow and reports.
 
     ``sample`` is one input batch (batch size 1 sets the exported shape); ``check_inputs`` (default
     ``sample``) are compared between torch, QONNX and FINN. Per-layer targets P come from each
     layer's A2Q quantizer (``weight_accumulator_bit_width``); other layers get the exact minimum.
     Reports land in ``hw_reports/<name>_<board>[_<folding>]-<digest>/summary.json``; the returned
-    :class:`~flow.artifacts.Summary` also reads like that JSON (``summary["totals"]``).
+    :class:`~flow.artifacts.Summary` also reads like that JSON (``summary["totals"]``). ``steps`` overrides
+    the flow's step list (a list, or the text form of the ``steps`` build option).
     """
     opts = BuildOptions(model=name, board=board, folding=folding, target_fps=target_fps, acc_mode=acc_mode,
+                        steps=steps if isinstance(steps, str) else None,
                         **({"reports_root": Path(reports_root)} if reports_root else {}),
                         **({"work_root": Path(work_root)} if work_root else {}))
     plan = resolve_plan(opts, module_task=task)
@@ -363,4 +362,5 @@ def build_module(module, sample, name: str, board: str = "pynq-z2", folding: str
         sidecar = export_qonnx_exact(module, sample[:1], plan.work_dir / "model.onnx", check_inputs=check_inputs,
                                      meta={"model": name, "quantizer": "user", "task": task, "weights": "user"})
         exported = Exported(plan.work_dir / "model.onnx", sidecar, np.asarray(check_inputs))
-        return finn_stage(exported, plan, steps or list(ESTIMATE_STEPS), identity_of(plan, None, exported.onnx_path))
+        step_list = list(steps) if isinstance(steps, (list, tuple)) else load_step_list(plan.options.steps)
+        return finn_stage(exported, plan, step_list, identity_of(plan, None, exported.onnx_path))

@@ -24,7 +24,7 @@ encoder/decoder convolutions use the chosen quantizer at ``weight_bits`` and tar
 activation *is* the skip branch's activation module (one ``QuantReLU`` called twice), so both integers
 share one scale and the sum is exact, one bit wider; A2Q sees that wider input on the next decoder.
 Every ReLU feeds exactly one quantizer (a ReLU feeding two quantizers is deleted by FINN's QONNX
-conversion, see :mod:`flow.finn.model_steps.unet`).
+conversion, see :mod:`flow.finn.rewrites`).
 """
 
 from __future__ import annotations

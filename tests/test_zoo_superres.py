@@ -74,7 +74,7 @@ def test_relu_feeding_two_quantizers_is_split_and_the_check_catches_it(tmp_path)
 
     from flow.export import export_qonnx_exact
     from flow.finn.check import finn_check
-    from flow.finn.model_steps.unet import SplitSharedRelu
+    from flow.finn.rewrites import SplitSharedRelu
     from models.blocks import image_input_quant, io_conv, pixel_output_quant
     from models.quant import UnsignedActQuant
 

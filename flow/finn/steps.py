@@ -1,7 +1,9 @@
-"""The flow's own FINN build steps, each a plain function ``step_x(model, cfg) -> model``.
+"""The flow's FINN build steps, each a plain function ``step_x(model, cfg) -> model``, and the step list.
 
-A2Q data travels inside the model as metadata properties (set by :mod:`flow.finn.run`; names in
-:mod:`flow.artifacts`): the export sidecar, the accumulator mode ("exact" or "target"), the task.
+One step list serves every model (:data:`ESTIMATE_STEPS`): the steps that depend on the topology read the
+graph's patterns (:mod:`flow.finn.topology`). A2Q data travels inside the model as metadata properties (set
+by :mod:`flow.finn.run`; names in :mod:`flow.artifacts`): the export sidecar, the accumulator mode
+("exact" or "target"), the task.
 """
 
 from __future__ import annotations
@@ -9,15 +11,26 @@ from __future__ import annotations
 import importlib
 import json
 
-from finn.builder.build_dataflow_steps import step_apply_folding_config
+from finn.builder.build_dataflow_steps import (
+    build_dataflow_step_lookup,
+    step_apply_folding_config,
+    step_streamline,
+    step_target_fps_parallelization,
+)
+from finn.transformation.fpgadataflow.convert_to_hw.upsample import InferUpsample
 from finn.transformation.fpgadataflow.minimize_weight_bit_width import MinimizeWeightBitWidth
 from finn.transformation.streamline.round_thresholds import RoundAndClipThresholds
+from qonnx.custom_op.registry import getCustomOp
 from qonnx.transformation.infer_datatypes import InferDataTypes
 from qonnx.transformation.infer_shapes import InferShapes
 from qonnx.transformation.insert_topk import InsertTopK
 
 from flow.artifacts import PROP_ACC_MODE, PROP_ALLOW_UNMATCHED, PROP_SIDECAR, PROP_TASK, Sidecar
 from flow.core.errors import FlowError
+from flow.core.log import log
+from flow.finn.rewrites import KeepWideningTruncWidth, SplitSharedRelu
+from flow.finn.streamline import streamline_classifier, streamline_resize, tidy
+from flow.finn.topology import read_topology, step_check_hw_layers, step_check_mappable
 from flow.finn.transformations import SetA2QAccumulatorWidth
 
 FOLDING_INT_ATTRS = ("PE", "SIMD", "parallel_window", "depth")
@@ -88,16 +101,91 @@ def step_checked_folding_config(model, cfg):
     return step_apply_folding_config(model, cfg)
 
 
+def step_prepare_qonnx(model, cfg):
+    """Before FINN's QONNX conversion: one ReLU per consumer and no widening truncation (both exact; no-ops
+    on graphs without these patterns)."""
+    return model.transform(SplitSharedRelu()).transform(KeepWideningTruncWidth())
+
+
+def step_topology_streamline(model, cfg):
+    """Streamlining chosen from the graph: resize convolutions, residual forks/joins and depthwise
+    convolutions get the flow's targeted procedures (:mod:`flow.finn.streamline`), a plain chain FINN's own."""
+    topology = read_topology(model)
+    log(f"[finn] topology: {topology.describe()}")
+    if topology.resize:
+        return streamline_resize(model, depthwise=topology.depthwise)
+    if topology.residual or topology.depthwise:
+        return streamline_classifier(model, residual=topology.residual, depthwise=topology.depthwise)
+    return step_streamline(model, cfg)
+
+
+def step_infer_upsample(model, cfg):
+    """Nearest-neighbour ``Resize`` -> ``UpsampleNearestNeighbour`` (finn-plus's conversion step only
+    looks for ``Upsample``); a no-op without resizes."""
+    if not any(node.op_type in ("Resize", "Upsample") for node in model.graph.node):
+        return model
+    return tidy(model.transform(InferUpsample()))
+
+
+# Weight bits per PE that SetFolding may give an MVAU's SIMD in a graph with upsamplers. FINN's default (36)
+# caps an 8-bit layer at SIMD 4; the single-channel output layer of an x3 super-resolution model runs on 9x
+# the input pixels and can then only reach about 150 frames/s on a 32x32 input at 100 MHz. Its weights are
+# tiny, so wider is cheap.
+MVAU_WWIDTH_MAX_UPSAMPLING = 1024
+
+
+def target_cycles(cfg) -> int | None:
+    """Cycles per frame of the requested throughput (None when a folding file is given instead)."""
+    if cfg.folding_config_file is not None or not cfg.target_fps:
+        return None
+    return int(1e9 / cfg.synth_clk_period_ns / cfg.target_fps)
+
+
+def fold_upsamplers(model, cycles: int):
+    """SIMD of every ``UpsampleNearestNeighbour``: the smallest divisor of its channels that meets ``cycles``
+    (FINN's SetFolding leaves these at SIMD 1 and then relaxes every layer to their pace)."""
+    for node in model.graph.node:
+        if not node.op_type.startswith("UpsampleNearestNeighbour"):
+            continue
+        inst = getCustomOp(node)
+        channels = inst.get_nodeattr("NumChannels")
+        for simd in [d for d in range(1, channels + 1) if channels % d == 0]:
+            inst.set_nodeattr("SIMD", simd)
+            if inst.get_exp_cycles() <= cycles:
+                break
+    return model
+
+
+def step_folding_for_target_fps(model, cfg):
+    """FINN's ``step_target_fps_parallelization``; in a graph with upsamplers, these are folded first and a
+    wider MVAU weight stream is allowed (:data:`MVAU_WWIDTH_MAX_UPSAMPLING`). Nothing when a folding file is given."""
+    cycles = target_cycles(cfg)
+    upsampling = any(node.op_type.startswith("UpsampleNearestNeighbour") for node in model.graph.node)
+    if cycles is None or not upsampling:
+        return step_target_fps_parallelization(model, cfg)
+    model = fold_upsamplers(model, cycles)
+    saved = cfg.mvau_wwidth_max
+    cfg.mvau_wwidth_max = max(saved, MVAU_WWIDTH_MAX_UPSAMPLING)
+    try:
+        return step_target_fps_parallelization(model, cfg)
+    finally:
+        cfg.mvau_wwidth_max = saved
+
+
 ESTIMATE_STEPS = [
+    step_check_mappable,
+    step_prepare_qonnx,
     "step_qonnx_to_finn",
     "step_tidy_up",
     step_insert_topk,
-    "step_streamline",
+    step_topology_streamline,
+    step_infer_upsample,
     "step_convert_to_hw",
+    step_check_hw_layers,
     "step_minimize_bit_width_initial",
     "step_create_dataflow_partition",
     "step_specialize_layers",
-    "step_target_fps_parallelization",
+    step_folding_for_target_fps,
     step_checked_folding_config,
     "step_minimize_bit_width",
     step_a2q_accumulators,
@@ -105,25 +193,27 @@ ESTIMATE_STEPS = [
 ]
 
 
-def estimate_steps(streamline: list | None = None, before_convert: list | None = None) -> list:
-    """The estimate-only step list with ``step_streamline`` replaced by ``streamline`` (a list of
-    steps, names or functions) and ``before_convert`` inserted ahead of ``step_convert_to_hw``.
-    Topology-specific models build their list with this, so the A2Q steps stay in place."""
-    steps = []
-    for step in ESTIMATE_STEPS:
-        if step == "step_streamline" and streamline is not None:
-            steps.extend(streamline)
-            continue
-        if step == "step_convert_to_hw" and before_convert:
-            steps.extend(before_convert)
-        steps.append(step)
-    return steps
-
-
 def load_step_list(reference: str | None) -> list:
-    """Resolve a ``"module:attribute"`` step-list reference (None: the default estimate steps)."""
+    """The step list of an expert's override (None: :data:`ESTIMATE_STEPS`): step names separated by commas,
+    each one of FINN's, one of the flow's or ``module:function``; or one ``module:attribute`` naming a list."""
     if not reference:
         return list(ESTIMATE_STEPS)
-    module_name, _, attribute = reference.partition(":")
-    steps = getattr(importlib.import_module(module_name), attribute)
-    return list(steps() if callable(steps) else steps)
+    own = {step.__name__: step for step in ESTIMATE_STEPS if not isinstance(step, str)}
+
+    def resolve(name: str):
+        name = name.strip()
+        if name in build_dataflow_step_lookup:
+            return name
+        if name in own:
+            return own[name]
+        module_name, _, attribute = name.partition(":")
+        try:
+            return getattr(importlib.import_module(module_name), attribute)
+        except (ImportError, AttributeError, ValueError):
+            raise FlowError(f"unknown build step {name!r}: give one of FINN's steps, one of the flow's "
+                            f"({', '.join(own)}) or module:function", option="steps") from None
+
+    steps = [resolve(name) for name in reference.split(",") if name.strip()]
+    if len(steps) == 1 and isinstance(steps[0], (list, tuple)):
+        return list(steps[0])
+    return steps
