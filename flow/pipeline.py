@@ -193,6 +193,13 @@ def export_stage(plan: BuildPlan, checkpoint: Path | None, metrics: dict | None)
     return Exported(onnx_path, sidecar, samples.numpy(), checkpoint)
 
 
+def infer_task(model) -> str:
+    """The task of a model that came without a sidecar: a vector output is a classifier's scores, an image
+    output (4 axes) an image-to-image model such as super-resolution."""
+    shape = model.get_tensor_shape(model.graph.output[0].name) or []
+    return "super_resolution" if len(shape) == 4 else "classification"
+
+
 def import_onnx_stage(plan: BuildPlan) -> Exported:
     """Bring a user's QONNX file into the build: its sidecar when present, else exact-minimum mode."""
     source = Path(plan.options.onnx)
@@ -207,7 +214,7 @@ def import_onnx_stage(plan: BuildPlan) -> Exported:
     if sidecar is None:
         log(f"[build] {source} has no A2Q sidecar ({source}.a2q.json): every accumulator is set to the exact "
             "minimum computed from the weights")
-        sidecar = Sidecar(layers=[], model=source.stem, sidecar=False)
+        sidecar = Sidecar(layers=[], model=source.stem, sidecar=False, task=infer_task(model))
     try:
         model = cleanup_model(model)
     except Exception as err:

@@ -88,6 +88,10 @@ def run_finn(onnx_path: Path, sidecar: Sidecar, run: FinnRun, out_dir: Path) -> 
     stdout, stderr = sys.stdout, sys.stderr
     try:
         exit_code = build_dataflow.build_dataflow_cfg(str(finn_input), cfg)
+    except Exception as err:  # FINN's builder re-raises instead of returning an exit code under pytest
+        if not failures:
+            raise FlowError(f"FINN build failed: {type(err).__name__}: {err}") from err
+        exit_code = -1
     finally:
         sys.stdout, sys.stderr = stdout, stderr  # the builder mirrors these into its log
     if failures:

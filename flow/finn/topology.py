@@ -103,7 +103,7 @@ def _float_hint(op_type: str) -> str:
 def step_check_hw_layers(model, cfg):
     """After the conversion to HW layers: a node that is not a HW layer but sits between HW layers would end
     the build later in FINN's 'Unsupported/unmapped layer(s)'; name it and the quantizer that is missing."""
-    hw = {id(node) for node in model.graph.node if node.domain.startswith(FINN_DOMAIN)}
+    hw = {node.name for node in model.graph.node if node.domain.startswith(FINN_DOMAIN)}
 
     def reaches(node, forward: bool) -> bool:
         seen, todo = set(), [node]
@@ -112,15 +112,15 @@ def step_check_hw_layers(model, cfg):
             neighbours = ([c for out in current.output for c in model.find_consumers(out)] if forward
                           else [p for name in current.input if (p := model.find_producer(name)) is not None])
             for other in neighbours:
-                if id(other) in hw:
+                if other.name in hw:
                     return True
-                if id(other) not in seen:
-                    seen.add(id(other))
+                if other.name not in seen:
+                    seen.add(other.name)
                     todo.append(other)
         return False
 
     for node in model.graph.node:
-        if id(node) not in hw and reaches(node, False) and reaches(node, True):
+        if node.name not in hw and reaches(node, False) and reaches(node, True):
             raise FlowError(f"{node.op_type} {node.name} ({where(model, node)}) stays outside FINN's HW layers: "
                             f"{_float_hint(node.op_type)}")
     return model
