@@ -349,7 +349,7 @@ def build_plan(plan: BuildPlan) -> Summary:
 def build_module(module, sample, name: str, board: str = "pynq-z2", folding: str | None = None,
                  target_fps: int | None = None, acc_mode: str | None = None, task: str = "classification",
                  check_inputs=None, reports_root: Path | None = None, work_root: Path | None = None,
-                 steps: list | str | None = None) -> Summary:
+                 steps: list | str | None = None, synth: bool = False, rtlsim: bool = False) -> Summary:
     """Bring your own model: export a user's Brevitas ``module`` and run the FINN flow and reports.
 
     ``sample`` is one input batch (batch size 1 sets the exported shape); ``check_inputs`` (default
@@ -357,10 +357,11 @@ def build_module(module, sample, name: str, board: str = "pynq-z2", folding: str
     layer's A2Q quantizer (``weight_accumulator_bit_width``); other layers get the exact minimum.
     Reports land in ``hw_reports/<name>_<board>[_<folding>]-<digest>/summary.json``; the returned
     :class:`~flow.artifacts.Summary` also reads like that JSON (``summary["totals"]``). ``steps`` overrides
-    the flow's step list (a list, or the text form of the ``steps`` build option).
+    the flow's step list (a list, or the text form of the ``steps`` build option); ``synth``/``rtlsim`` turn
+    on open synthesis and RTL simulation of the RTL layers.
     """
     opts = BuildOptions(model=name, board=board, folding=folding, target_fps=target_fps, acc_mode=acc_mode,
-                        steps=steps if isinstance(steps, str) else None,
+                        steps=steps if isinstance(steps, str) else None, synth=synth, rtlsim=rtlsim,
                         **({"reports_root": Path(reports_root)} if reports_root else {}),
                         **({"work_root": Path(work_root)} if work_root else {}))
     plan = resolve_plan(opts, module_task=task)

