@@ -1,0 +1,1 @@
+"""Experiments over many builds (sweeps, Pareto searches) and the executor that runs their points."""
