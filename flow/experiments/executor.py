@@ -39,6 +39,7 @@ of a worker to its task's ``num_cpus``, so torch and numpy stay within the CPUs 
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import logging
@@ -64,6 +65,7 @@ ADDRESS_ENV = "RAY_ADDRESS"
 PASSED_ENV = ("FINN_BUILD_DIR", "XILINX_VIVADO", "XILINX_HLS", "HLS_PATH", "VIVADO_PATH", "FINN_XILINX_PATH")
 # What the cluster upload leaves out (gitignore syntax, relative to the repository root): outputs and caches.
 UPLOAD_EXCLUDES = ["/.git/", "/.venv/", "/build/", "/checkpoints/", "/hw_reports/", "__pycache__/", "*.pyc"]
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 _FUNCTION_REF = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
 
 
@@ -222,21 +224,26 @@ def _run_on_ray(tasks: list[Task], deliver, *, workers, address, env_vars, uploa
     if ray.is_initialized():
         raise FlowError("Ray is already initialized in this process; run_tasks starts and stops its own "
                         "Ray connection: call ray.shutdown() first")
-    runtime_env: dict[str, Any] = {"env_vars": dict(env_vars)}
-    if address is None:
-        runtime_env["env_vars"]["PYTHONPATH"] = os.pathsep.join(
-            [str(REPO_ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
-    elif upload_code:
-        runtime_env.update(working_dir=str(REPO_ROOT), excludes=list(UPLOAD_EXCLUDES))
     # Ray's own start-up messages (INFO, the token-authentication notice) are noise for a grid run;
     # errors still show, and the tasks' own output is still forwarded.
-    quiet = {"logging_level": logging.ERROR, "log_to_driver": True, "runtime_env": runtime_env}
+    quiet = {"logging_level": logging.ERROR, "log_to_driver": True}
     pending: dict[Any, Task] = {}
     try:
         if address is None:
-            ray.init(num_cpus=workers, include_dashboard=False, **quiet)
+            # Workers inherit the environment of the processes ray.init starts. A runtime_env would do the
+            # same but keeps Ray from using the worker processes it starts in advance: the first tasks
+            # then wait seconds for new ones (measured: about 6 s against under 1 s on 2 cores).
+            python_path = [str(REPO_ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+            local_env = {**env_vars, "PYTHONPATH": os.pathsep.join(python_path)}
+            # Usage statistics are off unless the user asked for them (a local instance is often offline).
+            local_env.setdefault("RAY_USAGE_STATS_ENABLED", os.environ.get("RAY_USAGE_STATS_ENABLED", "0"))
+            with _environment(local_env):
+                ray.init(num_cpus=workers, include_dashboard=False, **quiet)
         else:
-            ray.init(address=address, **quiet)
+            runtime_env: dict[str, Any] = {"env_vars": dict(env_vars)} if env_vars else {}
+            if upload_code:
+                runtime_env.update(working_dir=str(REPO_ROOT), excludes=list(UPLOAD_EXCLUDES))
+            ray.init(address=address, runtime_env=runtime_env or None, **quiet)
         _check_resources(tasks, ray.cluster_resources(), local=address is None, workers=workers, log=log)
         remote_execute = ray.remote(_execute)
         in_flight_cap = workers if address is not None and workers else len(tasks)
@@ -275,6 +282,21 @@ def _run_on_ray(tasks: list[Task], deliver, *, workers, address, env_vars, uploa
         raise
     finally:
         ray.shutdown()
+
+
+@contextlib.contextmanager
+def _environment(values: Mapping[str, str]):
+    """Set environment variables of this process for the duration of the block, then restore them."""
+    before = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _execute(task: Task) -> _Outcome:
@@ -329,9 +351,15 @@ def write_files(root: Path, files: Mapping[str, bytes]) -> tuple[Path, ...]:
 
 
 def error_line(err: BaseException, context: str = "") -> str:
-    """``"<ErrorType>: <context><first non-empty line of the message>"``, or the type and context alone."""
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    text = context + (lines[0] if lines else "")
+    """``"<ErrorType>: <context><message>"`` on one line, or the type and context alone.
+
+    The message is the first non-empty line of the error's text; where that text carries a traceback
+    (Ray's errors about a remote task), its last line, which names the error underneath.
+    """
+    lines = [line.strip() for line in _ANSI_ESCAPE.sub("", str(err)).splitlines() if line.strip()]
+    if lines and any(line.startswith("Traceback (most recent call last)") for line in lines):
+        lines = lines[-1:]
+    text = (context + (lines[0] if lines else "")).rstrip(": ")
     return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
