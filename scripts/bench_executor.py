@@ -28,43 +28,63 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from flow.experiments.executor import REPO_ROOT, Task, run_tasks  # noqa: E402
 
 
-def overflow_point(acc_bits: int, seed: int, batch: int, orderings: int) -> float:
-    """Overflow rate of a saturating ``acc_bits``-bit accumulator (fraction of sums that differ from exact)."""
+def overflow_point(acc_bits: int, seed: int, batch: int, orderings: int) -> dict:
+    """Overflow rate of a saturating ``acc_bits``-bit accumulator (fraction of sums that differ from exact),
+    and the CPU time (s) this call used."""
     import numpy as np
 
     from flow.overflow import simulate_accumulation
 
+    cpu_start = time.process_time()
     rng = np.random.default_rng(seed)
     weights = rng.integers(-128, 128, size=(10, 784))
     inputs = rng.integers(0, 2, size=(batch, 784))
     orders = np.stack([rng.permutation(784) for _ in range(orderings)])
-    return simulate_accumulation(weights, inputs, acc_bits, "saturate", order=orders, num_threads=1).overflow_rate
+    rate = simulate_accumulation(weights, inputs, acc_bits, "saturate", order=orders, num_threads=1).overflow_rate
+    return {"overflow_rate": rate, "cpu_s": time.process_time() - cpu_start}
 
 
 def nothing() -> None:
     """An empty task: what remains of its run time is the executor's overhead."""
 
 
-def timed_grid(tasks: list[Task], workers: int | None) -> tuple[float, float, list]:
-    """(wall time s, sum of the tasks' own times s, results) of one run_tasks call."""
+def timed_grid(tasks: list[Task], workers: int | None) -> dict:
+    """One run_tasks call: wall time (s), the tasks' own wall and CPU times summed (s), and their values."""
     start = time.perf_counter()
     results = run_tasks(tasks, workers=workers, progress=False)
     wall = time.perf_counter() - start
     failed = [result for result in results if not result.ok]
     if failed:
         raise SystemExit(f"{len(failed)} tasks failed: {failed[0].error}\n{failed[0].traceback}")
-    return wall, sum(result.seconds for result in results), results
+    values = [result.value for result in results]
+    return {"wall": wall, "own": sum(result.seconds for result in results),
+            "cpu": sum(value["cpu_s"] for value in values if value), "values": values}
+
+
+def descendants_cpu_seconds() -> float:
+    """CPU time (s) used so far by the live processes started from this one (Ray's daemons and workers)."""
+    import psutil
+
+    total = 0.0
+    for process in psutil.Process().children(recursive=True):
+        try:
+            times = process.cpu_times()
+            total += times.user + times.system
+        except psutil.Error:
+            pass
+    return total
 
 
 def ray_start_up(workers: int) -> dict[str, float]:
-    """Seconds for ray.init (local instance, as run_tasks starts it), a first round trip, ray.shutdown."""
+    """Seconds for ray.init (a local instance as run_tasks starts it), a first round trip, ray.shutdown;
+    and the CPU seconds Ray's processes used to start and while idle for 10 s."""
     import ray
 
     times = {}
-    start = time.perf_counter()
     # as run_tasks starts it: workers inherit the repository on PYTHONPATH
     os.environ["PYTHONPATH"] = str(REPO_ROOT)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    start, cpu_start = time.perf_counter(), time.process_time()
     ray.init(num_cpus=workers, include_dashboard=False, logging_level=logging.ERROR)
     times["init"] = time.perf_counter() - start
     empty = ray.remote(nothing)
@@ -74,6 +94,13 @@ def ray_start_up(workers: int) -> dict[str, float]:
     start = time.perf_counter()
     ray.get([empty.remote() for _ in range(workers)])
     times["warm_round_trip"] = time.perf_counter() - start
+    times["start_cpu"] = descendants_cpu_seconds() + time.process_time() - cpu_start
+    idle_start = descendants_cpu_seconds()
+    time.sleep(10)
+    times["idle_cpu_per_s"] = (descendants_cpu_seconds() - idle_start) / 10
+    import psutil
+
+    times["rss_mib"] = sum(p.memory_info().rss for p in psutil.Process().children(recursive=True)) / 2**20
     start = time.perf_counter()
     ray.shutdown()
     times["shutdown"] = time.perf_counter() - start
@@ -104,22 +131,25 @@ def main(argv: list[str] | None = None) -> int:
     print(f"grid: {args.tasks} overflow-study points, each B={args.batch} x C=10 x K=784 x R={args.orderings} "
           "saturating additions on one thread")
 
-    seq_wall, seq_own, seq_results = timed_grid(tasks, workers=None)
+    sequential = timed_grid(tasks, workers=None)
     load_between = os.getloadavg()[0]
-    par_wall, par_own, par_results = timed_grid(tasks, workers=args.workers)
-    assert [r.value for r in seq_results] == [r.value for r in par_results], "the two runs disagree"
-    empty_wall = timed_grid([Task(f"empty{i}", nothing) for i in range(args.workers)], workers=args.workers)[0]
+    parallel = timed_grid(tasks, workers=args.workers)
+    rates = [[value["overflow_rate"] for value in run["values"]] for run in (sequential, parallel)]
+    assert rates[0] == rates[1], f"the two runs disagree: {rates}"
+    empty_wall = timed_grid([Task(f"empty{i}", nothing) for i in range(args.workers)], workers=args.workers)["wall"]
     start_up = ray_start_up(args.workers)
 
-    print(f"{'':28s}{'wall (s)':>10s}{'tasks own (s)':>15s}{'speed-up':>10s}")
-    print(f"{'sequential (this process)':28s}{seq_wall:10.1f}{seq_own:15.1f}{1:9.2f}x")
-    print(f"{f'workers={args.workers} (local Ray)':28s}{par_wall:10.1f}{par_own:15.1f}{seq_wall / par_wall:9.2f}x")
-    print(f"per task: {seq_own / len(tasks):.1f} s sequential, {par_own / len(tasks):.1f} s on a Ray worker; "
-          f"load average {load_between:.1f} between the runs, {os.getloadavg()[0]:.1f} at the end")
+    print(f"{'':28s}{'wall (s)':>10s}{'speed-up':>10s}{'tasks: wall (s)':>17s}{'tasks: CPU (s)':>16s}")
+    for name, run in (("sequential (this process)", sequential), (f"workers={args.workers} (local Ray)", parallel)):
+        print(f"{name:28s}{run['wall']:10.1f}{sequential['wall'] / run['wall']:9.2f}x{run['own']:17.1f}{run['cpu']:16.1f}")
+    print(f"load average {load_between:.1f} between the runs, {os.getloadavg()[0]:.1f} at the end "
+          f"(a task's wall time above its CPU time is time spent waiting for a CPU)")
     print(f"Ray start-up: ray.init {start_up['init']:.1f} s, first round trip of {args.workers} empty tasks "
-          f"{start_up['first_round_trip']:.1f} s (worker processes start), then {start_up['warm_round_trip'] * 1000:.0f} ms; "
-          f"ray.shutdown {start_up['shutdown']:.1f} s; run_tasks(workers={args.workers}) of {args.workers} empty tasks "
-          f"{empty_wall:.1f} s end to end")
+          f"{start_up['first_round_trip']:.1f} s, then {start_up['warm_round_trip'] * 1000:.0f} ms; "
+          f"ray.shutdown {start_up['shutdown']:.1f} s; run_tasks(workers={args.workers}) of {args.workers} "
+          f"empty tasks {empty_wall:.1f} s end to end")
+    print(f"Ray's processes: {start_up['start_cpu']:.1f} CPU-s to start, {start_up['idle_cpu_per_s'] * 100:.0f}% "
+          f"of a CPU while idle, {start_up['rss_mib']:.0f} MiB resident (daemons and {args.workers} idle workers)")
     return 0
 
 
