@@ -2,6 +2,7 @@
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -143,6 +144,7 @@ def file_named(name: str, content=b"x") -> TaskOutput:
     (lambda: Task("a", POINT, num_gpus=-1), "num_gpus=-1; give a number >= 0"),
     (lambda: Task("", POINT), "task key ''"),
     (lambda: run_tasks([], address="headnode"), "Ray address 'headnode'"),
+    (lambda: run_tasks([], address="ray://head:port"), "Ray address 'ray://head:port'"),
 ])
 def test_bad_input_is_named(call, message):
     with pytest.raises(FlowError) as raised:
@@ -154,3 +156,14 @@ def test_ray_address_comes_from_the_environment(monkeypatch):
     monkeypatch.setenv("RAY_ADDRESS", "nohost")
     with pytest.raises(FlowError, match="Ray address 'nohost'"):
         run_tasks([Task("a", POINT, {"p": 16})])
+
+
+def test_an_address_where_nothing_listens_fails_fast(monkeypatch):
+    with socket.socket() as probe:  # a port that was free a moment ago
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")
+    start = time.monotonic()
+    with pytest.raises(FlowError, match=f"Ray address '127.0.0.1:{port}' .*nothing answers there"):
+        run_tasks([Task("a", POINT, {"p": 16})], progress=False)
+    assert time.monotonic() - start < 20

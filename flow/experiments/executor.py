@@ -53,7 +53,7 @@ import traceback
 import uuid
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -65,6 +65,7 @@ ADDRESS_ENV = "RAY_ADDRESS"
 PASSED_ENV = ("FINN_BUILD_DIR", "XILINX_VIVADO", "XILINX_HLS", "HLS_PATH", "VIVADO_PATH", "FINN_XILINX_PATH")
 # What the cluster upload leaves out (gitignore syntax, relative to the repository root): outputs and caches.
 UPLOAD_EXCLUDES = ["/.git/", "/.venv/", "/build/", "/checkpoints/", "/hw_reports/", "__pycache__/", "*.pyc"]
+_ADDRESS = re.compile(r"^(ray://)?(\[[0-9A-Fa-f:.]+\]|[^\s:/\[\]]+):\d{1,5}$")
 _ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 _FUNCTION_REF = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
 
@@ -238,12 +239,20 @@ def _run_on_ray(tasks: list[Task], deliver, *, workers, address, env_vars, uploa
             # Usage statistics are off unless the user asked for them (a local instance is often offline).
             local_env.setdefault("RAY_USAGE_STATS_ENABLED", os.environ.get("RAY_USAGE_STATS_ENABLED", "0"))
             with _environment(local_env):
-                ray.init(num_cpus=workers, include_dashboard=False, **quiet)
+                # "local": a new instance even when `ray start` left a cluster running on this machine
+                ray.init(address="local", num_cpus=workers, include_dashboard=False, **quiet)
         else:
             runtime_env: dict[str, Any] = {"env_vars": dict(env_vars)} if env_vars else {}
             if upload_code:
                 runtime_env.update(working_dir=str(REPO_ROOT), excludes=list(UPLOAD_EXCLUDES))
-            ray.init(address=address, runtime_env=runtime_env or None, **quiet)
+            _check_reachable(address)
+            try:
+                ray.init(address=address, runtime_env=runtime_env or None, **quiet)
+            except (ConnectionError, RuntimeError) as err:
+                raise FlowError(
+                    f"cannot connect to the Ray cluster at {address!r} (address= or {ADDRESS_ENV}): "
+                    f"{error_line(err.__cause__ or err)}. Ray 2.60 clusters use token authentication: the driver "
+                    "needs RAY_AUTH_MODE=token and the cluster's token (RAY_AUTH_TOKEN or ~/.ray/auth_token)") from err
         _check_resources(tasks, ray.cluster_resources(), local=address is None, workers=workers, log=log)
         remote_execute = ray.remote(_execute)
         in_flight_cap = workers if address is not None and workers else len(tasks)
@@ -268,7 +277,9 @@ def _run_on_ray(tasks: list[Task], deliver, *, workers, address, env_vars, uploa
                 try:
                     outcome = ray.get(ref)
                 except ray.exceptions.RayError as err:  # worker died, out of memory, result not picklable
-                    outcome = _failure(err)
+                    # a RayTaskError's own first line only names the task; its cause names the error
+                    cause = getattr(err, "cause", None)
+                    outcome = replace(_failure(err), error=error_line(cause if isinstance(cause, BaseException) else err))
                 deliver(task, outcome)
             submit()
     except BaseException:
@@ -412,10 +423,23 @@ def _worker_env(env: Mapping[str, str] | None) -> dict[str, str]:
 
 def _resolve_address(address: str | None) -> str | None:
     address = address or os.environ.get(ADDRESS_ENV) or None
-    if address is not None and address != "auto" and ":" not in address:
+    if address is not None and address != "auto" and not _ADDRESS.match(address):
         raise FlowError(f"Ray address {address!r}: give 'auto', 'ray://<head>:10001' or '<head>:6379' "
                         f"(argument address= or {ADDRESS_ENV})")
     return address
+
+
+def _check_reachable(address: str, timeout_s: float = 10.0) -> None:
+    """Fail fast when nothing listens at a ``[ray://]host:port`` address (Ray itself retries for minutes)."""
+    if address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            pass
+    except OSError as err:
+        raise FlowError(f"Ray address {address!r} (address= or {ADDRESS_ENV}): nothing answers there "
+                        f"({error_line(err)}); is the head node running (`ray start --head`)?") from None
 
 
 def _check_resources(tasks: list[Task], available: Mapping[str, float], *, local: bool, workers, log) -> None:
