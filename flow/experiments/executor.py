@@ -46,12 +46,14 @@ import logging
 import math
 import os
 import re
+import signal
 import socket
 import sys
+import threading
 import time
 import traceback
 import uuid
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
@@ -97,13 +99,6 @@ class Task:
             amount = getattr(self, name)
             if isinstance(amount, bool) or not isinstance(amount, (int, float)) or not amount >= 0:
                 raise FlowError(f"task {self.key!r}: {name}={amount!r}; give a number >= 0")
-
-    @property
-    def function_name(self) -> str:
-        """``module:function`` of the task's function, for logs."""
-        if isinstance(self.function, str):
-            return self.function
-        return f"{self.function.__module__}:{self.function.__qualname__}"
 
 
 @dataclass(frozen=True)
@@ -181,8 +176,7 @@ def run_tasks(
     for task in tasks:
         if not isinstance(task, Task):
             raise FlowError(f"run_tasks takes Task objects, got {type(task).__name__}: {task!r}")
-    keys = [task.key for task in tasks]
-    duplicates = sorted({key for key in keys if keys.count(key) > 1})
+    duplicates = sorted(key for key, count in Counter(task.key for task in tasks).items() if count > 1)
     if duplicates:
         raise FlowError(f"task keys must be unique in a grid; repeated: {', '.join(map(repr, duplicates))}")
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
@@ -228,6 +222,9 @@ def _run_on_ray(tasks: list[Task], deliver, *, workers, address, env_vars, uploa
     # Ray's own start-up messages (INFO, the token-authentication notice) are noise for a grid run;
     # errors still show, and the tasks' own output is still forwarded.
     quiet = {"logging_level": logging.ERROR, "log_to_driver": True}
+    # ray.init makes SIGTERM raise SystemExit (so a terminated grid cancels its tasks); restored at the end
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous_sigterm = signal.getsignal(signal.SIGTERM) if in_main_thread else None
     pending: dict[Any, Task] = {}
     try:
         if address is None:
@@ -251,8 +248,9 @@ def _run_on_ray(tasks: list[Task], deliver, *, workers, address, env_vars, uploa
             except (ConnectionError, RuntimeError) as err:
                 raise FlowError(
                     f"cannot connect to the Ray cluster at {address!r} (address= or {ADDRESS_ENV}): "
-                    f"{error_line(err.__cause__ or err)}. Ray 2.60 clusters use token authentication: the driver "
-                    "needs RAY_AUTH_MODE=token and the cluster's token (RAY_AUTH_TOKEN or ~/.ray/auth_token)") from err
+                    f"{error_line(err.__cause__ or err)}. A cluster started by `ray start` (Ray 2.60) checks a token: "
+                    "the driver needs RAY_AUTH_MODE=token and the cluster's token (RAY_AUTH_TOKEN or "
+                    "~/.ray/auth_token)") from err
         _check_resources(tasks, ray.cluster_resources(), local=address is None, workers=workers, log=log)
         remote_execute = ray.remote(_execute)
         in_flight_cap = workers if address is not None and workers else len(tasks)
@@ -293,6 +291,8 @@ def _run_on_ray(tasks: list[Task], deliver, *, workers, address, env_vars, uploa
         raise
     finally:
         ray.shutdown()
+        if previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, previous_sigterm)
 
 
 @contextlib.contextmanager
