@@ -141,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"{'':28s}{'wall (s)':>10s}{'speed-up':>10s}{'tasks: wall (s)':>17s}{'tasks: CPU (s)':>16s}")
     for name, run in (("sequential (this process)", sequential), (f"workers={args.workers} (local Ray)", parallel)):
-        print(f"{name:28s}{run['wall']:10.1f}{sequential['wall'] / run['wall']:9.2f}x{run['own']:17.1f}{run['cpu']:16.1f}")
+        speed_up = sequential["wall"] / run["wall"]
+        print(f"{name:28s}{run['wall']:10.1f}{speed_up:9.2f}x{run['own']:17.1f}{run['cpu']:16.1f}")
     print(f"load average {load_between:.1f} between the runs, {os.getloadavg()[0]:.1f} at the end "
           f"(a task's wall time above its CPU time is time spent waiting for a CPU)")
     print(f"Ray start-up: ray.init {start_up['init']:.1f} s, first round trip of {args.workers} empty tasks "

@@ -56,7 +56,8 @@ def check_grid_results(results, seen, root: Path):
     assert failed.error == "FlowError: P=1 is too narrow for any accumulator"
     assert "Traceback" in failed.traceback and "in sweep_point" in failed.traceback
     # only the finished point's file is there: no temporary file left, nothing for the failed point
-    assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()) == ["hw_reports/P16/summary.json"]
+    written = sorted(path.relative_to(root).as_posix() for path in root.rglob("*") if path.is_file())
+    assert written == ["hw_reports/P16/summary.json"]
     assert sorted(result.key for result in seen) == ["P1", "P16"]
     assert {result.key: result for result in seen} == {result.key: result for result in results}
 

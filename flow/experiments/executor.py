@@ -277,7 +277,8 @@ def _run_on_ray(tasks: list[Task], deliver, *, workers, address, env_vars, uploa
                 except ray.exceptions.RayError as err:  # worker died, out of memory, result not picklable
                     # a RayTaskError's own first line only names the task; its cause names the error
                     cause = getattr(err, "cause", None)
-                    outcome = replace(_failure(err), error=error_line(cause if isinstance(cause, BaseException) else err))
+                    named = cause if isinstance(cause, BaseException) else err
+                    outcome = replace(_failure(err), error=error_line(named))
                 deliver(task, outcome)
             submit()
     except BaseException:
@@ -374,7 +375,8 @@ def error_line(err: BaseException, context: str = "") -> str:
     return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
-def _failure(err: BaseException, context: str = "", seconds: float | None = None, worker: str | None = None) -> _Outcome:
+def _failure(err: BaseException, context: str = "", seconds: float | None = None,
+             worker: str | None = None) -> _Outcome:
     text = "".join(traceback.format_exception(type(err), err, err.__traceback__))
     return _Outcome(ok=False, error=error_line(err, context), traceback=text, seconds=seconds, worker=worker)
 
