@@ -168,3 +168,37 @@ def test_an_address_where_nothing_listens_fails_fast(monkeypatch):
     with pytest.raises(FlowError, match=f"Ray address '127.0.0.1:{port}' .*nothing answers there"):
         run_tasks([Task("a", POINT, {"p": 16})], progress=False)
     assert time.monotonic() - start < 20
+
+
+def sleeping_processes(seconds: str) -> list:
+    import psutil
+
+    return [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["sleep", seconds]]
+
+
+@pytest.mark.slow
+def test_ctrl_c_on_a_local_ray_instance_stops_running_tasks(monkeypatch):
+    """Ctrl-C while a task runs a subprocess: run_tasks re-raises promptly, and nothing is left running."""
+    import ray
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    seconds = str(600 + os.getpid() % 300)  # a sleep nobody else runs
+    tasks = [Task("quick", "os:getpid"), Task("long", "subprocess:run", {"args": ["sleep", seconds]})]
+
+    running_when_pressed = []
+
+    def press_ctrl_c_once_the_long_task_runs(result):
+        deadline = time.monotonic() + 60
+        while not sleeping_processes(seconds) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        running_when_pressed.append(len(sleeping_processes(seconds)))
+        raise KeyboardInterrupt
+
+    start = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        run_tasks(tasks, workers=2, on_result=press_ctrl_c_once_the_long_task_runs, progress=False)
+    assert running_when_pressed == [1]
+    assert time.monotonic() - start < 120
+    assert not ray.is_initialized()
+    time.sleep(2)
+    assert sleeping_processes(seconds) == []
