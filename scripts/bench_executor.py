@@ -85,7 +85,7 @@ def ray_start_up(workers: int) -> dict[str, float]:
     os.environ["PYTHONPATH"] = str(REPO_ROOT)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     start, cpu_start = time.perf_counter(), time.process_time()
-    ray.init(num_cpus=workers, include_dashboard=False, logging_level=logging.ERROR)
+    ray.init(address="local", num_cpus=workers, include_dashboard=False, logging_level=logging.ERROR)
     times["init"] = time.perf_counter() - start
     empty = ray.remote(nothing)
     start = time.perf_counter()
