@@ -224,6 +224,7 @@ class FinnCheck:
     passed: bool
     compared: str
     mismatches: int = 0
+    function_digest: str | None = None  # what was checked (flow.finn.check.function_digest)
 
 
 @dataclass

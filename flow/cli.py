@@ -261,15 +261,13 @@ def positive_int(text: str) -> int:
 
 
 def add_overflow_parser(sub):
-    from flow.experiments import overflow_study as study
-
+    # the defaults live in flow.experiments.overflow_study; it is imported only when the command runs
     parser = sub.add_parser("overflow", help="the A2Q paper's overflow study (wraparound, saturation, order) on the linear model")
-    parser.add_argument("--ps", default=None, help="accumulator widths P, e.g. 19-10 or 16,12,10 "
-                        f"(default {study.DEFAULT_PS[0]}-{study.DEFAULT_PS[-1]})")
+    parser.add_argument("--ps", default=None, help="accumulator widths P, e.g. 19-10 or 16,12,10 (default 19-10)")
     parser.add_argument("--order-p", type=number(int), default=None,
-                        help=f"P of the order-of-additions experiment (default {study.DEFAULT_ORDER_P})")
+                        help="P of the order-of-additions experiment (default 11)")
     parser.add_argument("--orderings", type=positive_int, default=None,
-                        help=f"random orders of additions R (default {study.DEFAULT_ORDERINGS})")
+                        help="random orders of additions R (default 100)")
     parser.add_argument("--order-seed", type=number(int), default=None, help="seed of the random orders (default: --seed)")
     parser.add_argument("--data", default=None, help="MNIST-format data folder (default: Fashion-MNIST)")
     parser.add_argument("--seed", type=number(int), default=None, help="training seed, the same for every model (default 0)")
@@ -278,8 +276,8 @@ def add_overflow_parser(sub):
     parser.add_argument("--max-steps-per-epoch", type=positive_int, default=None, help="cap the training steps per epoch")
     parser.add_argument("--test-samples", type=positive_int, default=None, help="evaluate on the first N test images")
     parser.add_argument("--device", default=None, help="torch device for training (default cpu)")
-    parser.add_argument("--out", default=None, help=f"output folder (default {study.DEFAULT_OUT_DIR})")
-    parser.add_argument("--checkpoints", default=None, help=f"checkpoint folder (default {study.DEFAULT_CHECKPOINT_ROOT})")
+    parser.add_argument("--out", default=None, help="output folder (default hw_reports/overflow_study)")
+    parser.add_argument("--checkpoints", default=None, help="checkpoint folder (default checkpoints/overflow_study)")
     parser.add_argument("--quick", action="store_true", help="small run for tests/CI: few P values and orders, short training")
     parser.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
     parser.set_defaults(func=cmd_overflow)

@@ -9,18 +9,14 @@ two reports.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
 from pathlib import Path
 
 from flow.artifacts import ACC_MODES, Sidecar
 from flow.core import accumulator as acc
 from flow.core.config import (
     CHECKPOINT_ROOT,
-    CONFIG_DIR,
     REPORTS_ROOT,
     WORK_ROOT,
     Board,
@@ -28,6 +24,7 @@ from flow.core.config import (
     model_defaults,
     resolve_folding,
 )
+from flow.core.digests import code_digest, file_digest, settings_digest
 from flow.core.errors import FlowError
 from flow.training.data import DataIdentity, data_identity
 from flow.training.device import check_device
@@ -39,7 +36,6 @@ DEFAULT_ACC_BITS = 16
 DEFAULT_ACC_MODE = "exact"
 MAX_WIDTH = 4.0
 BIT_RANGE = (1, 8)
-DIGEST_CHARS = 8
 
 
 @dataclass(frozen=True)
@@ -122,19 +118,6 @@ class BuildPlan:
         if self.spec is None:
             return None
         return self.options.epochs if self.options.epochs is not None else self.spec.recipe["epochs"]
-
-
-def file_digest(path: Path) -> str:
-    """sha256 of a file's bytes (hex)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def settings_digest(settings: dict) -> str:
-    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:DIGEST_CHARS]
 
 
 def _positive_int(value, name: str, option: str, allow_none: bool = True) -> int | None:
@@ -261,19 +244,6 @@ def resolve_plan(opts: BuildOptions, module_task: str | None = None) -> BuildPla
         acc_mode=acc_mode, synth=synth, rtlsim=rtlsim, standalone_thresholds=standalone, data=data,
         settings=settings, tag=tag,
     )  # fmt: skip
-
-
-@lru_cache(maxsize=1)
-def code_digest() -> str:
-    """Digest of the flow's own code and configuration data (every ``.py`` of ``flow``/``models`` and
-    every file of ``build_configs``): a report made by other code is not reused."""
-    digest = hashlib.sha256()
-    package_root = Path(__file__).resolve().parent
-    roots = [package_root, package_root.parent / "models", CONFIG_DIR]
-    for root in roots:
-        for path in sorted(p for p in root.rglob("*") if p.is_file() and (p.suffix in (".py", ".json", ".sv"))):
-            digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()[:16]
 
 
 def identity_of(plan: BuildPlan, checkpoint: Path | None, onnx: Path | None = None) -> dict:

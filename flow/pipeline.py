@@ -10,11 +10,14 @@ the very end, so a ``summary.json`` always describes a build that finished.
 from __future__ import annotations
 
 import fcntl
+import hashlib
+import json
 import os
+import shutil
 import socket
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,12 +25,13 @@ import torch
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.util.cleanup import cleanup_model
 
-from flow.artifacts import FinnOutcome, Sidecar, Summary
+from flow.artifacts import SIDECAR_SUFFIX, FinnCheck, FinnOutcome, Sidecar, Summary
+from flow.core.digests import file_digest, settings_digest
 from flow.core.errors import FlowError
 from flow.core.log import log
 from flow.export import export_qonnx_exact
 from flow.finn.bitfile import bitfile_config, require_tools_for, vivado_figures
-from flow.finn.check import finn_check
+from flow.finn.check import finn_check, function_digest
 from flow.finn.env import missing_xilinx_tools
 from flow.finn.layers import layer_reports, read_finn_report
 from flow.finn.run import FinnRun, run_finn
@@ -164,7 +168,42 @@ def sample_inputs(plan: BuildPlan, count: int, split: str = "test") -> torch.Ten
     return torch.as_tensor(inputs[:count])
 
 
+# the settings an export depends on: builds that differ only in hardware settings share one export
+EXPORT_SETTINGS = ("model", "quantizer", "acc_bits", "weight_bits", "act_bits", "width", "data", "checkpoint",
+                   "init_checkpoint", "seed")
+EXPORT_FILES = ("model.onnx", "model.onnx" + SIDECAR_SUFFIX, "check_inputs.npy")
+
+
+def export_cache_dir(plan: BuildPlan, checkpoint: Path | None) -> Path:
+    """Where the export of ``plan`` from ``checkpoint`` is kept, keyed by everything it is made from."""
+    identity = identity_of(plan, checkpoint)
+    key = {name: plan.settings[name] for name in EXPORT_SETTINGS}
+    key.update(checkpoint=identity["checkpoint"], code=identity["code"], check_samples=plan.options.check_samples)
+    return Path(plan.options.work_root) / "export_cache" / settings_digest(key, chars=16)
+
+
 def export_stage(plan: BuildPlan, checkpoint: Path | None, metrics: dict | None) -> Exported:
+    """The plan's registry model (trained, or A2Q-initialized and calibrated) exported to QONNX, or the same
+    export of an earlier build with the same model, checkpoint, data and code."""
+    cached = export_cache_dir(plan, checkpoint)
+    if all((cached / name).is_file() for name in EXPORT_FILES):
+        for name in EXPORT_FILES:
+            shutil.copyfile(cached / name, plan.work_dir / name)
+        log(f"[build] reusing the export of an earlier build with the same inputs ({cached.name})")
+        sidecar = Sidecar.read(plan.work_dir / "model.onnx")
+        return Exported(plan.work_dir / "model.onnx", sidecar, np.load(plan.work_dir / "check_inputs.npy"), checkpoint)
+    exported = export_model(plan, checkpoint, metrics)
+    np.save(plan.work_dir / "check_inputs.npy", exported.check_inputs)
+    staging = cached.with_name(f".{cached.name}.{os.getpid()}")
+    staging.mkdir(parents=True, exist_ok=True)
+    for name in EXPORT_FILES:
+        shutil.copyfile(plan.work_dir / name, staging / name)
+    shutil.rmtree(cached, ignore_errors=True)
+    os.replace(staging, cached)
+    return exported
+
+
+def export_model(plan: BuildPlan, checkpoint: Path | None, metrics: dict | None) -> Exported:
     """Export the plan's registry model (trained, or A2Q-initialized and calibrated) to QONNX."""
     model = make_model(plan)
     if checkpoint is not None:
@@ -238,6 +277,29 @@ def import_onnx_stage(plan: BuildPlan) -> Exported:
 # --------------------------------------------------------------------------------------------- FINN and after
 
 
+def checked(final_model: Path, exported: Exported, cache: Path) -> tuple[FinnCheck, np.ndarray, np.ndarray]:
+    """The FINN-vs-QONNX check of ``final_model``; a graph that computes the same function as one checked
+    before on the same inputs (e.g. it differs only in folding) reuses that check."""
+    digest = function_digest(ModelWrapper(str(final_model)))
+    key = settings_digest({"function": digest, "onnx": file_digest(exported.onnx_path),
+                           "inputs": hashlib.sha256(np.ascontiguousarray(exported.check_inputs).tobytes()).hexdigest(),
+                           "task": exported.sidecar.task}, chars=24)
+    path = cache / f"{key}.npz"
+    if path.is_file():
+        stored = np.load(path, allow_pickle=False)
+        log("[build] the FINN graph computes the same function as one checked before: reusing that check")
+        check = FinnCheck(**json.loads(str(stored["check"])))
+        return check, stored["graph_inputs"], stored["finn_outputs"]
+    check, graph_inputs, finn_outputs = finn_check(final_model, exported.onnx_path, exported.check_inputs,
+                                                   exported.sidecar.task)
+    check.function_digest = digest
+    cache.mkdir(parents=True, exist_ok=True)
+    staging = cache / f".{key}.{os.getpid()}.npz"
+    np.savez(staging, check=json.dumps(asdict(check)), graph_inputs=graph_inputs, finn_outputs=finn_outputs)
+    os.replace(staging, path)
+    return check, graph_inputs, finn_outputs
+
+
 def finn_stage(exported: Exported, plan: BuildPlan, steps: list, identity: dict) -> Summary:
     """FINN build, FINN-vs-QONNX check, synthesis and RTL simulation when asked, report, deployment folder.
 
@@ -253,9 +315,9 @@ def finn_stage(exported: Exported, plan: BuildPlan, steps: list, identity: dict)
     run = FinnRun(board=plan.board, folding=plan.folding, target_fps=plan.target_fps, acc_mode=plan.acc_mode,
                   steps=tuple(steps), extra_config=tuple(extra_config.items()),
                   allow_unmatched_sidecar=opts.allow_unmatched_sidecar)
-    final_model = run_finn(exported.onnx_path, exported.sidecar, run, work_dir / "finn")
-    check, graph_inputs, finn_outputs = finn_check(final_model, exported.onnx_path, exported.check_inputs,
-                                                   exported.sidecar.task)
+    final_model = run_finn(exported.onnx_path, exported.sidecar, run, work_dir / "finn",
+                           prefix_cache=Path(opts.work_root) / "finn_cache")
+    check, graph_inputs, finn_outputs = checked(final_model, exported, Path(opts.work_root) / "check_cache")
     log(f"[build] FINN-vs-QONNX check ({check.compared}, {check.samples} samples): max abs diff "
         f"{check.max_abs_diff:.3g}, {check.mismatches} differing elements")
     synth = synthesize_build(final_model, plan.board, work_dir, Path(opts.work_root) / "synth_cache") if plan.synth else None

@@ -3,7 +3,7 @@ local Ray instance with ``workers=2``; plus Ray's start-up overhead.
 
 Each task is a point of the overflow study (``make overflow``): a 784-input, 10-output layer with 8-bit
 weights accumulated in a saturating P-bit register over R orders of additions, on one thread
-(``flow.overflow.simulate_accumulation``); a calibration run here sets R so that one task takes about
+(``flow.experiments.overflow.simulate_accumulation``); a calibration run here sets R so that one task takes about
 ``--seconds``. The tasks differ only in P and the seed, so every one does the same amount of work.
 
 It prints the wall time of both runs side by side, the sum of the tasks' own times (where they ran), the
@@ -33,7 +33,7 @@ def overflow_point(acc_bits: int, seed: int, batch: int, orderings: int) -> dict
     and the CPU time (s) this call used."""
     import numpy as np
 
-    from flow.overflow import simulate_accumulation
+    from flow.experiments.overflow import simulate_accumulation
 
     cpu_start = time.process_time()
     rng = np.random.default_rng(seed)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from flow.accumulator import datatype_bound_bits
-from flow.errors import FlowError
+from flow.core.accumulator import datatype_bound_bits
+from flow.core.errors import FlowError
 from flow.experiments.executor import Task, TaskOutput, run_tasks
 
 REPO = Path(__file__).resolve().parent.parent
@@ -106,7 +106,7 @@ def press_ctrl_c():
 
 def test_sequential_ctrl_c_keeps_finished_results_and_skips_the_rest(tmp_path):
     seen = []
-    tasks = [Task("bound", "flow.accumulator:datatype_bound_bits",
+    tasks = [Task("bound", "flow.core.accumulator:datatype_bound_bits",
                   {"k": 784, "weight_bits": 8, "input_bits": 1, "input_signed": False}),
              Task("interrupt", "tests.test_executor:press_ctrl_c"),
              Task("never", POINT, {"p": 12})]
@@ -139,7 +139,7 @@ def file_named(name: str, content=b"x") -> TaskOutput:
     (lambda: run_tasks([], workers=0), "workers=0: give a whole number"),
     (lambda: run_tasks([], workers=2.5), "workers=2.5: give a whole number"),
     (lambda: run_tasks([Task("a", POINT), Task("a", POINT)]), "repeated: 'a'"),
-    (lambda: Task("a", "flow.accumulator.datatype_bound_bits"), "give 'package.module:function'"),
+    (lambda: Task("a", "flow.core.accumulator.datatype_bound_bits"), "give 'package.module:function'"),
     (lambda: Task("a", "flow.nosuch:f"), "no module 'flow.nosuch'"),
     (lambda: Task("a", lambda: 1), "not defined at module level"),
     (lambda: Task("a", POINT, num_gpus=-1), "num_gpus=-1; give a number >= 0"),

@@ -59,7 +59,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from flow.errors import FlowError
+from flow.core.errors import FlowError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ADDRESS_ENV = "RAY_ADDRESS"

@@ -11,6 +11,7 @@ offset FINN folds into TopK.
 from __future__ import annotations
 
 import copy
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,14 @@ from flow.finn.transformations import to_graph_input
 
 FINN_DOMAIN = "finn.custom_op.fpgadataflow"
 LABEL_OPS = ("LabelSelect", "TopK")
+# node attributes that say how a layer is built, not what it computes (folding, memories, code generation)
+BUILD_ATTRIBUTES = {
+    "PE", "SIMD", "parallel_window", "ram_style", "ram_style_thresholds", "ram_style_mask", "mem_mode",
+    "runtime_writeable_weights", "resType", "mac_resource", "depth_trigger_uram", "depth_trigger_bram",
+    "impl_style", "preferred_impl_style", "code_gen_dir_cppsim", "code_gen_dir_ipgen", "ipgen_path", "ip_path",
+    "ip_vlnv", "executable_path", "res_estimate", "res_hls", "res_synth", "cycles_estimate", "cycles_rtlsim",
+    "rtlsim_trace", "rtlsim_so", "partition_id", "device_id", "slr", "mem_port", "inFIFODepths", "outFIFODepths",
+}  # fmt: skip
 
 
 def python_executable_copy(model: ModelWrapper) -> ModelWrapper:
@@ -37,6 +46,18 @@ def python_executable_copy(model: ModelWrapper) -> ModelWrapper:
                 if node.op_type.endswith(suffix):
                     node.op_type = node.op_type[: -len(suffix)]
     return clone
+
+
+def function_digest(model: ModelWrapper) -> str:
+    """Digest of what a FINN graph computes: its HW-abstract nodes without the attributes that only say how
+    a layer is built (:data:`BUILD_ATTRIBUTES`), its initializers and tensor types. Two builds that differ
+    only in folding have the same digest."""
+    clone = python_executable_copy(model)
+    for node in clone.graph.node:
+        kept = [attribute for attribute in node.attribute if attribute.name not in BUILD_ATTRIBUTES]
+        del node.attribute[:]
+        node.attribute.extend(kept)
+    return hashlib.sha256(clone.graph.SerializeToString(deterministic=True)).hexdigest()[:24]
 
 
 def to_layout(array: np.ndarray, shape) -> np.ndarray:
