@@ -33,6 +33,8 @@ ACT_BITS ?=
 SEED ?=
 ALLOW_UNMATCHED_SIDECAR ?=
 STEPS ?=
+WORKERS ?=
+RAY_ADDRESS ?=
 PS ?= 32 24 20 16 14 12
 FOLDINGS ?=
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
@@ -88,7 +90,8 @@ train: setup
 
 # Build MODEL for every P in PS (and every folding in FOLDINGS): hw_reports/sweep_<model>_<quant>/.
 sweep: setup
-	$(PY) -m flow sweep $(BUILD_ARGS) --ps $(PS) $(call opt,--foldings,$(FOLDINGS))
+	$(PY) -m flow sweep $(BUILD_ARGS) --ps $(PS) $(call opt,--foldings,$(FOLDINGS)) $(call opt,--workers,$(WORKERS)) \
+	    $(call opt,--ray-address,$(RAY_ADDRESS))
 
 # The A2Q paper's overflow study (wraparound, saturation, order of additions vs A2Q; supplementary
 # Figures 2 and 3) -> hw_reports/overflow_study/; resumes when rerun. OVERFLOW_ARGS=--quick for a short run.

@@ -48,6 +48,8 @@ OPTION_NAMES = {
     "act_bits": ("--act-bits", "ACT_BITS"),
     "seed": ("--seed", "SEED"),
     "steps": ("--steps", "STEPS"),
+    "workers": ("--workers", "WORKERS"),
+    "address": ("--ray-address", "RAY_ADDRESS"),
 }
 # set by the Makefile, so that errors name the Make variable the user typed
 VIA_MAKE_ENV = "A2Q_FLOW_VIA_MAKE"
@@ -169,8 +171,11 @@ def cmd_sweep(args) -> int:
             raise FlowError(f"accumulator widths: {err}", option="ps") from None
     foldings = split_words(args.foldings) or [None]
     out_dir = Path(args.out) if args.out else Path("hw_reports") / f"sweep_{args.model}_{args.quantizer.replace('+', 'plus')}"
-    rows = run_sweep(opts, acc_bits_list, foldings, out_dir)
+    rows = run_sweep(opts, acc_bits_list, foldings, out_dir, workers=args.workers, address=args.ray_address)
     for row in rows:
+        if row.get("error"):
+            print(f"[sweep] P={row['acc_bits']} folding={row['folding']}: FAILED ({row['error']})")
+            continue
         ratio = row.get("acc_layers_lut_synth_ratio") or row.get("lut_ratio")
         print(f"[sweep] P={row['acc_bits']} folding={row['folding']}: LUT {row['lut']} (FINN)"
               + (f", accumulator layers LUT {row['acc_layers_lut_synth']} (Yosys)" if row.get("acc_layers_lut_synth") else "")
@@ -303,6 +308,10 @@ def make_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--ps", nargs="+", required=True, help="accumulator widths, e.g. 32 24 16 12")
     sweep.add_argument("--foldings", nargs="*", default=None, help="folding files or names (default: the model's)")
     sweep.add_argument("--out", default=None, help="output folder (default: hw_reports/sweep_<model>_<quant>)")
+    sweep.add_argument("--workers", type=positive_int, default=None,
+                       help="points built at a time on a local Ray instance (default: one after another here)")
+    sweep.add_argument("--ray-address", default=None,
+                       help="send the points to this Ray cluster (ray://<head>:10001 or <head>:6379; default: RAY_ADDRESS)")
     sweep.set_defaults(func=cmd_sweep)
 
     train = sub.add_parser("train", help="train a model (resumes an interrupted run)")

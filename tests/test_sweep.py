@@ -14,8 +14,9 @@ def test_sweep_over_p_resumes_and_reports_ratios(tmp_path, fashion_mnist):
     base = BuildOptions(epochs=1, max_steps_per_epoch=5, synth=False, rtlsim=False,
                         reports_root=tmp_path / "reports", work_root=tmp_path / "work", checkpoint_root=tmp_path / "ckpt")
     lines = []
-    rows = run_sweep(base, [16, 12], [None], tmp_path / "sweep", log=lines.append)
-    assert [row["acc_bits"] for row in rows] == [16, 12]
+    # the two points are built at the same time, on a local Ray instance the sweep starts and stops
+    rows = run_sweep(base, [16, 12], [None], tmp_path / "sweep", log=lines.append, workers=2)
+    assert [row["acc_bits"] for row in rows] == [16, 12] and not any(row["error"] for row in rows)
     assert sum("building" in line for line in lines) == 2
     by_p = {row["acc_bits"]: row for row in rows}
     assert by_p[16]["lut_ratio"] == 1.0
@@ -49,3 +50,15 @@ def test_sweep_validates_every_point_before_building(tmp_path):
     with pytest.raises(FlowError, match="P=3 is out of range"):
         run_sweep(base, [15, 3], [None], tmp_path / "sweep", log=lambda line: None)
     assert not (tmp_path / "reports").exists() and not (tmp_path / "ckpt").exists()
+
+
+def test_a_point_that_fails_is_in_the_table_and_the_others_finish(tmp_path, fashion_mnist):
+    base = BuildOptions(epochs=1, max_steps_per_epoch=5, synth=False, rtlsim=False,
+                        reports_root=tmp_path / "reports", work_root=tmp_path / "work", checkpoint_root=tmp_path / "ckpt")
+    # at P=8 the l1 budget of a 784-input layer rounds every weight to zero: that point cannot build
+    rows = run_sweep(base, [14, 8], [None], tmp_path / "sweep", log=lambda line: None)
+    by_p = {row["acc_bits"]: row for row in rows}
+    assert by_p[14]["error"] is None and by_p[14]["lut"] > 0
+    assert "every weight quantized to zero at P=8" in by_p[8]["error"] and by_p[8]["lut"] is None
+    table = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
+    assert [row["error"] is None for row in table] == [True, False]

@@ -13,18 +13,20 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from dataclasses import replace
 from pathlib import Path
 
 from flow.artifacts import Summary
 from flow.core.errors import FlowError
 from flow.core.log import log as default_log
+from flow.experiments.executor import ADDRESS_ENV, Task, TaskOutput, run_tasks
 from flow.options import BuildOptions, BuildPlan, identity_of, resolve_plan
 from flow.pipeline import build, checkpoint_for, trains_on_build
 from flow.reports.summary import SUMMARY_JSON
 
 ACC_LAYER_PREFIXES = ("MVAU", "VVAU", "Thresholding")
-ROW_FIELDS = ["model", "quantizer", "acc_bits", "folding", "build", "weights", "test_top1", "test_psnr",
+ROW_FIELDS = ["model", "quantizer", "acc_bits", "folding", "build", "error", "weights", "test_top1", "test_psnr",
               "lut", "bram18", "dsp", "lut_synth", "ff_synth", "carry_synth", "acc_layers_lut", "acc_layers_lut_synth",
               "acc_layers_ff_synth", "max_cycles", "lut_ratio", "acc_layers_lut_synth_ratio", "acc_layers_ff_synth_ratio"]
 
@@ -41,7 +43,7 @@ def sweep_row(summary: Summary, build_name: str) -> dict:
     return {
         "model": summary.model, "quantizer": summary.quantizer, "acc_bits": summary.acc_bits_target,
         "folding": summary.folding or (f"{summary.target_fps}fps" if summary.target_fps else None),
-        "build": build_name, "weights": summary.weights, "test_top1": summary.test_top1,
+        "build": build_name, "error": None, "weights": summary.weights, "test_top1": summary.test_top1,
         "test_psnr": summary.test_psnr, "lut": totals["lut"], "bram18": totals["bram18"], "dsp": totals["dsp"],
         "lut_synth": totals.get("lut_synth"), "ff_synth": totals.get("ff_synth"), "carry_synth": totals.get("carry_synth"),
         "acc_layers_lut": layer_sum("lut"), "acc_layers_lut_synth": layer_sum("lut_synth"),
@@ -85,23 +87,69 @@ def sweep_plans(base_opts: BuildOptions, acc_bits_list: list, foldings: list[str
     return [resolve_plan(replace(base, acc_bits=p, folding=folding)) for folding in foldings for p in ordered]
 
 
+def build_point(options: BuildOptions, return_files: bool = False) -> TaskOutput:
+    """One sweep point, run where the executor puts it: the build's summary, and with ``return_files`` its
+    report files (relative paths) for a driver on another machine."""
+    summary = build(options)
+    files = {}
+    if return_files:
+        report = resolve_plan(options).report_dir
+        files = {str(path): path.read_bytes() for path in sorted(report.rglob("*")) if path.is_file()}
+    return TaskOutput(value=summary.to_dict(), files=files)
+
+
+def failed_row(plan: BuildPlan, error: str) -> dict:
+    """A point that did not build: it stays in the table with its error."""
+    row = {field: None for field in ROW_FIELDS}
+    row.update(model=plan.name, quantizer=plan.quantizer, acc_bits=plan.acc_bits, build=plan.tag, error=error,
+               folding=plan.folding_name or (f"{plan.target_fps}fps" if plan.target_fps else None))
+    return row
+
+
 def run_sweep(base_opts: BuildOptions, acc_bits_list: list, foldings: list[str | None], out_dir: Path,
-              log=default_log) -> list[dict]:
-    """Build ``base_opts`` for every P and folding (reusing finished, current points); write the table and plots."""
+              log=default_log, workers: int | None = None, address: str | None = None) -> list[dict]:
+    """Build ``base_opts`` for every P and folding, reusing finished points whose inputs are unchanged; the
+    others run through :func:`flow.experiments.executor.run_tasks` (here, ``workers`` at a time on a local
+    Ray instance, or on the cluster at ``address``). Writes the table and plots (rewritten as points finish,
+    so an interrupted sweep leaves what it finished); a point that fails is a row with its error."""
     plans = sweep_plans(base_opts, acc_bits_list, foldings)
-    rows = []
+    remote = bool(address or os.environ.get(ADDRESS_ENV))
+    if remote and any(Path(plan.options.reports_root).is_absolute() for plan in plans):
+        raise FlowError("a sweep on a cluster writes its reports below the working folder: give a relative "
+                        "reports folder", option="reports")
+    rows: dict[str, dict] = {}
+    todo = []
     for index, plan in enumerate(plans, 1):
         label = f"P={plan.acc_bits} folding={plan.folding_name or plan.options.folding or 'default'}"
         summary = reusable_summary(plan)
         if summary is not None:
             log(f"[sweep {index}/{len(plans)}] {label}: done before with the same inputs, reusing {plan.report_dir}")
+            rows[plan.tag] = sweep_row(summary, plan.tag)
         else:
             log(f"[sweep {index}/{len(plans)}] {label}: building")
-            summary = build(plan.options)
-        rows.append(sweep_row(summary, plan.tag))
-    add_ratios(rows)
-    write_sweep(rows, out_dir)
-    return rows
+            todo.append(plan)
+    by_tag = {plan.tag: plan for plan in plans}
+
+    def table() -> list[dict]:
+        ordered = [rows[plan.tag] for plan in plans if plan.tag in rows]
+        add_ratios([row for row in ordered if not row.get("error")])
+        return ordered
+
+    def finished(result) -> None:
+        plan = by_tag[result.key]
+        rows[result.key] = (sweep_row(Summary.from_dict(result.value), result.key) if result.ok
+                            else failed_row(plan, result.error))
+        if not result.ok:
+            log(f"[sweep] {result.key} failed: {result.error}")
+        write_sweep(table(), out_dir)
+
+    tasks = [Task(key=plan.tag, function=build_point, kwargs={"options": plan.options, "return_files": remote},
+                  num_gpus=1 if plan.options.device.startswith("cuda") else 0) for plan in todo]
+    if tasks:
+        run_tasks(tasks, workers=workers, address=address, on_result=finished, description="sweep points")
+    final = table()
+    write_sweep(final, out_dir)
+    return final
 
 
 def write_sweep(rows: list[dict], out_dir: Path) -> dict[str, Path]:
@@ -117,6 +165,10 @@ def write_sweep(rows: list[dict], out_dir: Path) -> dict[str, Path]:
         writer = csv.DictWriter(f, fieldnames=ROW_FIELDS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
+    rows = [row for row in rows if not row.get("error") and row["acc_bits"] is not None]  # what can be plotted
+    if not rows:
+        paths.pop("png")
+        return paths
     synthesized = any(row.get("acc_layers_lut_synth") for row in rows)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     widest = max(row["acc_bits"] for row in rows)
