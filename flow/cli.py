@@ -93,7 +93,8 @@ def number(kind):
 
 def add_model_args(parser: argparse.ArgumentParser):
     parser.add_argument("--model", default="linear", help="registry name (see `python -m flow models`)")
-    parser.add_argument("--quant", dest="quantizer", default="a2q", help="baseline, a2q or a2q+")
+    parser.add_argument("--quant", dest="quantizer", default="a2q",
+                        help="baseline, a2q, a2q+, or float (train only: a start for quantized training)")
     parser.add_argument("--P", "--acc-bits", dest="acc_bits", type=acc_bits_arg, default=None,
                         help="target accumulator width in bits (A2Q's P; default 16; none for baseline)")
     parser.add_argument("--data", default=None, help="data set folder (default: the model's built-in data)")
@@ -192,7 +193,7 @@ def cmd_train(args) -> int:
     plan = resolve_plan(BuildOptions(model=args.model, quantizer=args.quantizer, acc_bits=args.acc_bits,
                                      data=args.data or None, epochs=args.epochs, device=args.device, seed=args.seed,
                                      width=args.width, weight_bits=args.weight_bits, act_bits=args.act_bits,
-                                     init_checkpoint=args.init))
+                                     init_checkpoint=args.init), training=True)
     path, metrics = ensure_checkpoint(plan, train=True)
     print(f"[train] checkpoint {path}: {format_metrics(metrics)}")
     return 0

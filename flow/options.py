@@ -153,22 +153,23 @@ def check_numbers(opts: BuildOptions) -> None:
 
 def target_acc_bits(opts: BuildOptions, spec: ModelSpec, weight_bits: int, act_bits: int) -> int | None:
     """The validated target P of a registry build (None for the baseline quantizer, which has none)."""
-    if opts.quantizer == "baseline":
+    if opts.quantizer in ("baseline", "float"):
         if opts.acc_bits is not None:
             raise FlowError(
-                f"the baseline quantizer has no target accumulator width (P={opts.acc_bits} given): its accumulators "
-                "get FINN's exact minimum for the trained weights; leave P out", option="acc_bits")
+                f"the {opts.quantizer} quantizer has no target accumulator width (P={opts.acc_bits} given): its "
+                "accumulators get FINN's exact minimum for the trained weights; leave P out", option="acc_bits")
         return None
     p = DEFAULT_ACC_BITS if opts.acc_bits is None else opts.acc_bits
     # A2Q layers see the previous activation: act_bits unsigned inputs (the linear model's binary pixels)
     return acc.check_acc_bits(p, weight_bits, act_bits, input_signed=False)
 
 
-def resolve_plan(opts: BuildOptions, module_task: str | None = None) -> BuildPlan:
+def resolve_plan(opts: BuildOptions, module_task: str | None = None, training: bool = False) -> BuildPlan:
     """Validate ``opts`` and resolve it into a :class:`BuildPlan` (reads no model, trains nothing).
 
     ``module_task`` marks a build of a user's own module (``build_module``): ``opts.model`` is then only
-    its name, and P comes from the module's layers."""
+    its name, and P comes from the module's layers. ``training``: the plan is for training only (a "float"
+    model can be trained, not built)."""
     check_outputs(opts.outputs)
     check_numbers(opts)
     if opts.acc_mode is not None and opts.acc_mode not in ACC_MODES:
@@ -188,6 +189,9 @@ def resolve_plan(opts: BuildOptions, module_task: str | None = None) -> BuildPla
             quantizer, p = sidecar.quantizer, sidecar.acc_bits_target
     else:
         check_quantizer(opts.quantizer)
+        if opts.quantizer == "float" and not training:
+            raise FlowError("a float model has no hardware form: train it (make train QUANT=float) and start "
+                            "quantized training from its checkpoint (INIT=...)", option="quantizer")
         spec = get_model_spec(opts.model)
         defaults = model_defaults(opts.model)
         name = spec.name

@@ -150,7 +150,8 @@ def ensure_checkpoint(plan: BuildPlan, train: bool = True) -> tuple[Path | None,
     model = make_model(plan)
     if plan.options.init_checkpoint:
         load_float_init(model, Path(plan.options.init_checkpoint))
-    if not path.is_file():
+    if not path.is_file() and plan.quantizer in ("a2q", "a2q+"):
+        # A2Q's norm and scales from the (initial or loaded float) weights, projected onto the l1 budget
         plan.spec.apply_init_for_a2q(model, sample_inputs(plan, 2, "train"))
     metrics = train_model(plan.spec, model, plan_identity(plan), path, data_dir=plan.options.data, epochs=plan.epochs,
                           device=plan.options.device, seed=plan.options.seed,

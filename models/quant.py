@@ -17,7 +17,9 @@ from brevitas.quant import (
 
 from flow.core.errors import FlowError
 
-QUANTIZERS = ("baseline", "a2q", "a2q+")
+QUANTIZERS = ("baseline", "a2q", "a2q+", "float")
+# "float": the baseline model's layers, trained with quantization switched off (a start for quantized
+# training, as the A2Q paper starts from float weights); it has no hardware form
 SCALING_MIN_VAL = 1e-8
 
 
@@ -69,14 +71,14 @@ class SignedActQuant(Int8ActPerTensorFloat):
 
 def check_quantizer(quantizer: str) -> str:
     if quantizer not in QUANTIZERS:
-        raise FlowError(f"unknown quantizer {quantizer!r}; valid: {', '.join(QUANTIZERS)}")
+        raise FlowError(f"unknown quantizer {quantizer!r}; valid: {', '.join(QUANTIZERS)}", option="quantizer")
     return quantizer
 
 
 def weight_kwargs(quantizer: str, weight_bits: int, acc_bits: int | None) -> dict:
     """Brevitas layer kwargs for the weight quantizer; ``acc_bits`` (P) is needed for a2q/a2q+."""
     check_quantizer(quantizer)
-    if quantizer == "baseline":
+    if quantizer in ("baseline", "float"):
         return {"weight_quant": BaselineWeightQuant, "weight_bit_width": weight_bits}
     if acc_bits is None:
         raise FlowError(f"quantizer {quantizer!r} needs a target accumulator width P")

@@ -88,3 +88,30 @@ def test_checkpoint_errors(tmp_path):
     torch.save({"weights": 1}, tmp_path / "other.pt")
     with pytest.raises(FlowError, match="not a checkpoint of this flow"):
         load_checkpoint(tmp_path / "other.pt")
+
+
+def test_float_training_starts_quantized_training_and_has_no_hardware_form(tmp_path, fashion_mnist):
+    from flow.options import BuildOptions, resolve_plan
+    from flow.pipeline import ensure_checkpoint
+
+    roots = {"checkpoint_root": tmp_path / "ckpt", "reports_root": tmp_path / "r", "work_root": tmp_path / "w"}
+    float_plan = resolve_plan(BuildOptions(quantizer="float", epochs=1, max_steps_per_epoch=5, **roots), training=True)
+    path, metrics = ensure_checkpoint(float_plan)
+    assert load_checkpoint(path)["quantizer"] == "float" and metrics["test_top1"] > 0.15
+    # trained and evaluated in float: the linear model's logits are exactly x @ W^T, no quantizer in between
+    from flow.pipeline import make_model
+    from flow.training.train import float_mode
+
+    model = make_model(float_plan)
+    model.load_state_dict(load_checkpoint(path)["state_dict"])
+    x = (torch.rand(4, 784) > 0.5).float()
+    with float_mode(model), torch.no_grad():
+        model.eval()
+        logits = model(x)
+    assert torch.allclose(logits, x @ model.fc.weight.T, atol=1e-5)
+    a2q_plan = resolve_plan(BuildOptions(acc_bits=14, init_checkpoint=str(path), epochs=1, max_steps_per_epoch=5,
+                                         **roots))
+    a2q_path, _ = ensure_checkpoint(a2q_plan)
+    assert load_checkpoint(a2q_path)["quantizer"] == "a2q"
+    with pytest.raises(FlowError, match="a float model has no hardware form"):
+        resolve_plan(BuildOptions(quantizer="float", **roots))

@@ -7,6 +7,7 @@ l1 budget ``T * s`` instead of relying on the hard clamp alone.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from brevitas.core.scaling.pre_scaling import AccumulatorAwareParameterPreScaling
+from brevitas.graph.calibrate import quantization_status_manager
 from torch import nn
 
 from flow.core.errors import FlowError
@@ -170,46 +172,49 @@ def train_model(
     if payload is not None and "rng" in payload:
         restore_rng_state(payload["rng"], generator)
         restore_stats_collectors(model, payload["stats_collectors"])
-    for epoch in range(start_epoch, epochs):
-        model.train()
-        order = torch.randperm(len(train_x), generator=generator)
-        t0, loss_sum, reg_sum = time.time(), 0.0, 0.0
-        for step in range(steps):
-            idx = order[step * batch_size : (step + 1) * batch_size]
-            outputs = model(train_x[idx].to(device))
-            outputs = outputs.value if hasattr(outputs, "value") else outputs
-            loss = loss_fn(outputs, train_y[idx].to(device))
-            penalty = regularizer.pop()
-            total = loss + recipe["reg_lambda"] * penalty
-            optimizer.zero_grad()
-            total.backward()
-            optimizer.step()
-            loss_sum += float(loss.detach())
-            reg_sum += float(penalty.detach()) if torch.is_tensor(penalty) else float(penalty)
-            if (step + 1) % max(1, steps // 5) == 0 or step + 1 == steps:
-                log(f"[train] epoch {epoch + 1}/{epochs} step {step + 1}/{steps} loss {loss_sum / (step + 1):.4f} "
-                    f"a2q_penalty {reg_sum / (step + 1):.4g} ({time.time() - t0:.1f} s)")
-        scheduler.step()
-        metrics = evaluate(model, spec.task, test_x, test_y, device)
-        history.append({"epoch": epoch + 1, "train_loss": loss_sum / steps, **metrics})
-        log(f"[train] epoch {epoch + 1}/{epochs} " + format_metrics(metrics))
-        save_checkpoint(
-            checkpoint_path,
-            {
-                "format": CHECKPOINT_FORMAT,
-                "seed": seed,
-                **identity,
-                "state_dict": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "epoch": epoch + 1,
-                "history": history,
-                "metrics": metrics,
-                "recipe": recipe,
-                "rng": rng_state(generator),
-                "stats_collectors": stats_collectors_state(model),
-            },
-        )
+    # "float" trains the same layers with every quantizer switched off
+    quantization = float_mode(model) if identity.get("quantizer") == "float" else contextlib.nullcontext()
+    with quantization:
+        for epoch in range(start_epoch, epochs):
+            model.train()
+            order = torch.randperm(len(train_x), generator=generator)
+            t0, loss_sum, reg_sum = time.time(), 0.0, 0.0
+            for step in range(steps):
+                idx = order[step * batch_size : (step + 1) * batch_size]
+                outputs = model(train_x[idx].to(device))
+                outputs = outputs.value if hasattr(outputs, "value") else outputs
+                loss = loss_fn(outputs, train_y[idx].to(device))
+                penalty = regularizer.pop()
+                total = loss + recipe["reg_lambda"] * penalty
+                optimizer.zero_grad()
+                total.backward()
+                optimizer.step()
+                loss_sum += float(loss.detach())
+                reg_sum += float(penalty.detach()) if torch.is_tensor(penalty) else float(penalty)
+                if (step + 1) % max(1, steps // 5) == 0 or step + 1 == steps:
+                    log(f"[train] epoch {epoch + 1}/{epochs} step {step + 1}/{steps} loss {loss_sum / (step + 1):.4f} "
+                        f"a2q_penalty {reg_sum / (step + 1):.4g} ({time.time() - t0:.1f} s)")
+            scheduler.step()
+            metrics = evaluate(model, spec.task, test_x, test_y, device)
+            history.append({"epoch": epoch + 1, "train_loss": loss_sum / steps, **metrics})
+            log(f"[train] epoch {epoch + 1}/{epochs} " + format_metrics(metrics))
+            save_checkpoint(
+                checkpoint_path,
+                {
+                    "format": CHECKPOINT_FORMAT,
+                    "seed": seed,
+                    **identity,
+                    "state_dict": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "epoch": epoch + 1,
+                    "history": history,
+                    "metrics": metrics,
+                    "recipe": recipe,
+                    "rng": rng_state(generator),
+                    "stats_collectors": stats_collectors_state(model),
+                },
+            )
     regularizer.remove()
     model.cpu().eval()
     if not history:
@@ -218,6 +223,12 @@ def train_model(
     metrics["epochs"] = history[-1]["epoch"]
     (checkpoint_path.with_suffix(".metrics.json")).write_text(json.dumps({**identity, **metrics, "history": history}, indent=2))
     return metrics
+
+
+def float_mode(model: nn.Module):
+    """Every quantizer of ``model`` switched off: the model computes in float (quantizer "float")."""
+    return quantization_status_manager(model, disable_act_quant=True, disable_weight_quant=True,
+                                       disable_bias_quant=True, is_training=True)
 
 
 def rng_state(generator: torch.Generator) -> dict:
