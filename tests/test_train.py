@@ -103,7 +103,8 @@ def test_float_training_starts_quantized_training_and_has_no_hardware_form(tmp_p
     from flow.training.train import float_mode
 
     model = make_model(float_plan)
-    model.load_state_dict(load_checkpoint(path)["state_dict"])
+    # quantizer scales that never saw a statistic are not in a float checkpoint
+    model.load_state_dict(load_checkpoint(path)["state_dict"], strict=False)
     x = (torch.rand(4, 784) > 0.5).float()
     with float_mode(model), torch.no_grad():
         model.eval()
