@@ -52,7 +52,7 @@ BUILD_ARGS = $(MODEL_ARGS) $(call opt,--board,$(BOARD)) $(call opt,--folding,$(F
              $(call opt,--outputs,$(OUTPUTS)) $(call opt,--synth,$(SYNTH)) $(call opt,--rtlsim,$(RTLSIM)) \
              $(if $(filter 1 yes true on,$(ALLOW_UNMATCHED_SIDECAR)),--allow-unmatched-sidecar) $(call opt,--steps,$(STEPS))
 
-.PHONY: setup data build train sweep overflow compare deploy test test-all models boards clean
+.PHONY: setup data build train sweep pareto overflow compare deploy test test-all models boards clean
 
 setup: $(STAMP) $(PROJECT) data
 
@@ -96,6 +96,13 @@ train: setup
 sweep: setup
 	$(PY) -m flow sweep $(BUILD_ARGS) --ps $(PS) $(call opt,--foldings,$(FOLDINGS)) $(call opt,--workers,$(WORKERS)) \
 	    $(call opt,--ray-address,$(RAY_ADDRESS))
+
+# Quality vs resources across quantizers, P and bit widths: hw_reports/pareto_<model>/ (trains and builds).
+PARETO_ARGS ?=
+pareto: setup
+	$(PY) -m flow pareto --model $(MODEL) --device $(DEVICE) $(call opt,--data,$(DATA)) $(call opt,--epochs,$(EPOCHS)) \
+	    $(call opt,--width,$(WIDTH)) $(call opt,--synth,$(SYNTH)) $(call opt,--workers,$(WORKERS)) \
+	    $(call opt,--ray-address,$(RAY_ADDRESS)) $(call opt,--init,$(INIT)) $(PARETO_ARGS)
 
 # The A2Q paper's overflow study (wraparound, saturation, order of additions vs A2Q; supplementary
 # Figures 2 and 3) -> hw_reports/overflow_study/; resumes when rerun. OVERFLOW_ARGS=--quick for a short run.

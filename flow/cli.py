@@ -160,6 +160,13 @@ def split_words(values) -> list[str]:
     return " ".join(values or []).split()
 
 
+def whole_numbers(values, option: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(word) for word in split_words(values))
+    except ValueError:
+        raise FlowError(f"expected whole numbers, got {' '.join(values)!r}", option=option) from None
+
+
 def cmd_sweep(args) -> int:
     from flow.experiments.sweep import run_sweep
 
@@ -182,6 +189,34 @@ def cmd_sweep(args) -> int:
               + (f", accumulator layers LUT {row['acc_layers_lut_synth']} (Yosys)" if row.get("acc_layers_lut_synth") else "")
               + (f", reduction x{ratio:.2f}" if ratio else ""))
     print(f"[sweep] table and plot in {out_dir}")
+    return 0
+
+
+def cmd_pareto(args) -> int:
+    from dataclasses import replace
+
+    from flow.experiments.pareto import DEFAULT_GRIDS, run_pareto
+    from flow.options import BuildOptions
+
+    if args.model not in DEFAULT_GRIDS:
+        raise FlowError(f"no trade-off grid for model {args.model!r}; valid: {', '.join(sorted(DEFAULT_GRIDS))}",
+                        option="model")
+    grid = DEFAULT_GRIDS[args.model]
+    overrides = {}
+    if args.quantizers:
+        overrides["quantizers"] = tuple(split_words(args.quantizers))
+    if args.ps:
+        overrides["acc_bits"] = whole_numbers(args.ps, "ps")
+    if args.bits:
+        overrides["bits"] = whole_numbers(args.bits, "weight_bits")
+    if args.width is not None:
+        overrides["width"] = args.width
+    grid = replace(grid, **overrides)
+    base = BuildOptions(model=args.model, data=args.data or None, epochs=args.epochs, device=args.device,
+                        seed=args.seed, synth=args.synth, board=args.board, init_checkpoint=args.init)
+    out_dir = Path(args.out) if args.out else Path("hw_reports") / f"pareto_{args.model}"
+    rows = run_pareto(base, grid, out_dir, workers=args.workers, address=args.ray_address)
+    print(f"[pareto] {len(rows)} points, {sum(1 for r in rows if r['error'])} failed; table and plot in {out_dir}")
     return 0
 
 
@@ -314,6 +349,24 @@ def make_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--ray-address", default=None,
                        help="send the points to this Ray cluster (ray://<head>:10001 or <head>:6379; default: RAY_ADDRESS)")
     sweep.set_defaults(func=cmd_sweep)
+
+    pareto = sub.add_parser("pareto", help="quality vs resources over quantizers, P and bit widths (trains and builds)")
+    pareto.add_argument("--model", default="linear", help="registry name")
+    pareto.add_argument("--quantizers", nargs="*", default=None, help="e.g. a2q a2q+ baseline (default: per model)")
+    pareto.add_argument("--ps", nargs="*", default=None, help="accumulator widths, e.g. 16 14 12 10 (default: per model)")
+    pareto.add_argument("--bits", nargs="*", default=None, help="hidden layers' weight/activation bits (default: per model)")
+    pareto.add_argument("--width", type=number(float), default=None, help="width multiplier (default: per model)")
+    pareto.add_argument("--epochs", type=positive_int, default=None, help="training epochs per point (default: per model)")
+    pareto.add_argument("--data", default=None, help="data set folder (default: the model's built-in data)")
+    pareto.add_argument("--device", default="cpu", help="torch device for training, e.g. cuda")
+    pareto.add_argument("--seed", type=number(int), default=0)
+    pareto.add_argument("--board", default=None, help="board preset (default: the model's)")
+    pareto.add_argument("--init", default=None, help="float checkpoint to start from (default: trained once if the model starts from float)")
+    pareto.add_argument("--synth", type=on_off, nargs="?", const=True, default=None, help="open synthesis for the LUT axis")
+    pareto.add_argument("--workers", type=positive_int, default=None, help="points at a time on a local Ray instance")
+    pareto.add_argument("--ray-address", default=None, help="send the points to this Ray cluster")
+    pareto.add_argument("--out", default=None, help="output folder (default: hw_reports/pareto_<model>)")
+    pareto.set_defaults(func=cmd_pareto)
 
     train = sub.add_parser("train", help="train a model (resumes an interrupted run)")
     add_model_args(train)

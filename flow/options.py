@@ -172,6 +172,9 @@ def resolve_plan(opts: BuildOptions, module_task: str | None = None, training: b
     model can be trained, not built)."""
     check_outputs(opts.outputs)
     check_numbers(opts)
+    for option, path in (("checkpoint", opts.checkpoint), ("init_checkpoint", opts.init_checkpoint)):
+        if path and not Path(path).is_file():
+            raise FlowError(f"checkpoint {path} does not exist", option=option)
     if opts.acc_mode is not None and opts.acc_mode not in ACC_MODES:
         raise FlowError(f"unknown accumulator mode {opts.acc_mode!r}; valid: {', '.join(ACC_MODES)}", option="acc_mode")
     defaults: dict = {}

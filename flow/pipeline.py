@@ -81,8 +81,10 @@ def make_model(plan: BuildPlan):
 
 def plan_identity(plan: BuildPlan) -> dict:
     """What a checkpoint of ``plan`` must have been trained for."""
+    init = plan.options.init_checkpoint
     return model_identity(plan.name, plan.quantizer, plan.acc_bits, plan.weight_bits, plan.act_bits, plan.options.width,
-                          plan.data.digest if plan.data else None, plan.options.seed)
+                          plan.data.digest if plan.data else None, plan.options.seed,
+                          init_digest=file_digest(Path(init))[:16] if init and Path(init).is_file() else None)
 
 
 def default_checkpoint(plan: BuildPlan) -> Path:

@@ -40,6 +40,8 @@ class ModelSpec:
     check_samples: int = 8
     # whether `make build` trains when no checkpoint exists (else it builds A2Q-initialized weights)
     train_on_build: bool = False
+    # quantized training starts from a float checkpoint (as the A2Q paper does for its classifiers)
+    init_from_float: bool = False
     init_for_a2q: Callable | str | None = "models.a2q_init:init_for_a2q"
     after_calibration: Callable | str | None = None
 
@@ -98,6 +100,7 @@ MODELS: dict[str, ModelSpec] = {
     "resnet18": ModelSpec(
         name="resnet18",
         factory="models.resnet18:build_resnet18",
+        init_from_float=True,
         dataset="image-classification",
         task="classification",
         input_shape=(3, 32, 32),
@@ -108,6 +111,7 @@ MODELS: dict[str, ModelSpec] = {
     "mobilenetv1": ModelSpec(
         name="mobilenetv1",
         factory="models.mobilenetv1:build_mobilenetv1",
+        init_from_float=True,
         dataset="image-classification",
         task="classification",
         input_shape=(3, 32, 32),

@@ -40,9 +40,10 @@ def load_checkpoint(path: Path) -> dict:
 
 
 def model_identity(model: str, quantizer: str, acc_bits, weight_bits: int, act_bits: int, width: float,
-                   data_digest: str | None = None, seed: int = 0) -> dict:
-    """What a checkpoint was trained for; ``data_digest`` is the content digest of its data set."""
-    return {
+                   data_digest: str | None = None, seed: int = 0, init_digest: str | None = None) -> dict:
+    """What a checkpoint was trained for; ``data_digest`` is the content digest of its data set,
+    ``init_digest`` that of the checkpoint its training started from (None: a fresh initialization)."""
+    identity = {
         "model": model,
         "quantizer": quantizer,
         "acc_bits": acc_bits,
@@ -52,6 +53,9 @@ def model_identity(model: str, quantizer: str, acc_bits, weight_bits: int, act_b
         "data": data_digest,
         "seed": seed,
     }
+    if init_digest is not None:  # absent otherwise, so that checkpoints of fresh trainings keep their identity
+        identity["init"] = init_digest
+    return identity
 
 
 def check_identity(payload: dict, identity: dict, path: Path) -> None:
@@ -70,4 +74,5 @@ def checkpoint_name(identity: dict, default_bits: tuple[int, int]) -> str:
         f"_w{identity['weight_bits']}a{identity['act_bits']}"
     seed = f"_s{identity['seed']}" if identity["seed"] else ""
     data = f"_d{identity['data'][:8]}" if identity["data"] else ""
-    return f"{identity['model']}{width}_{identity['quantizer'].replace('+', 'plus')}{p}{bits}{seed}{data}.pt"
+    init = f"_i{identity['init'][:8]}" if identity.get("init") else ""
+    return f"{identity['model']}{width}_{identity['quantizer'].replace('+', 'plus')}{p}{bits}{seed}{data}{init}.pt"
