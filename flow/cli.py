@@ -14,6 +14,7 @@ import signal
 import sys
 import time
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 from flow.core.errors import FlowError
@@ -193,8 +194,6 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_pareto(args) -> int:
-    from dataclasses import replace
-
     from flow.experiments.pareto import DEFAULT_GRIDS, run_pareto
     from flow.options import BuildOptions
 
