@@ -81,3 +81,37 @@ def test_unquantized_input_is_a_clear_error(tmp_path):
     model = nn.Sequential(qnn.QuantLinear(4, 2, bias=False, **weight_kwargs("a2q", 8, 12)))
     with pytest.raises(FlowError, match="unquantized input"):
         export_qonnx_exact(model, torch.rand(1, 4), tmp_path / "u.onnx")
+
+
+@pytest.mark.parametrize("signed", [False, True])
+def test_a2q_plus_with_multi_bit_inputs_keeps_its_certificate(tmp_path, signed):
+    """A2Q+ on 4-bit inputs, unsigned and signed: the exact accumulator range of the exported integers (the
+    split certificate sum(q>0)*xmax - sum(q<0)*xmin) fits P, where the data-type bound says it would not."""
+    from models.quant import SignedActQuant
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            act = SignedActQuant if signed else UnsignedActQuant
+            self.inp = qnn.QuantIdentity(act_quant=act, bit_width=4, return_quant_tensor=True)
+            self.conv = qnn.QuantConv2d(8, 6, 3, bias=False, **weight_kwargs("a2q+", 4, 11))
+
+        def forward(self, x):
+            return self.conv(self.inp(x))
+
+    torch.manual_seed(0)
+    model = Net()
+    x = torch.randn(8, 8, 5, 5)
+    model.train()
+    with torch.no_grad():
+        model(x)
+    sidecar = export_qonnx_exact(model.eval(), x[:1], tmp_path / "p.onnx", check_inputs=x[:4])
+    (layer,) = sidecar.layers
+    assert (layer.quantizer, layer.input_bits, layer.input_signed, layer.acc_bits_target) == ("a2q+", 4, signed, 11)
+    (ints,) = onnx_weight_ints(ModelWrapper(str(tmp_path / "p.onnx"))).values()
+    lo, hi = acc.input_range(4, signed)
+    acc_min, acc_max = acc.exact_acc_range(ints, lo, hi)
+    assert acc.signed_bits_for_range(int(acc_min.min()), int(acc_max.max())) == layer.acc_bits_exact <= 11
+    assert layer.l1_bound_ok and layer.weight_l1_norm_max <= acc.a2q_plus_l1_bound(11, 4)
+    # without the constraint the same layer would need more: the budget binds
+    assert acc.datatype_bound_bits(72, 4, 4, signed) > 11
