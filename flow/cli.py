@@ -50,6 +50,7 @@ OPTION_NAMES = {
     "seed": ("--seed", "SEED"),
     "steps": ("--steps", "STEPS"),
     "workers": ("--workers", "WORKERS"),
+    "acc_bits_map": ("--acc-bits-map", "ACC_BITS"),
     "address": ("--ray-address", "RAY_ADDRESS"),
 }
 # set by the Makefile, so that errors name the Make variable the user typed
@@ -107,6 +108,8 @@ def add_model_args(parser: argparse.ArgumentParser):
     parser.add_argument("--act-bits", type=number(int), default=None, help="hidden layers' activation bits (default: per model)")
     parser.add_argument("--init", default=None,
                         help="start training from this (float) checkpoint: tensors with matching names and shapes")
+    parser.add_argument("--acc-bits-map", default=None,
+                        help="JSON file {A2Q layer name: P}: per-layer accumulator targets (other layers take --P)")
 
 
 def add_build_args(parser: argparse.ArgumentParser):
@@ -144,6 +147,7 @@ def build_options(args):
         seed=args.seed, train=not args.no_train, outputs=args.outputs, synth=args.synth, rtlsim=args.rtlsim,
         width=args.width, weight_bits=args.weight_bits, act_bits=args.act_bits, init_checkpoint=args.init,
         allow_unmatched_sidecar=args.allow_unmatched_sidecar, steps=args.steps or None,
+        acc_bits_map=args.acc_bits_map or None,
     )  # fmt: skip
 
 
@@ -227,7 +231,8 @@ def cmd_train(args) -> int:
     plan = resolve_plan(BuildOptions(model=args.model, quantizer=args.quantizer, acc_bits=args.acc_bits,
                                      data=args.data or None, epochs=args.epochs, device=args.device, seed=args.seed,
                                      width=args.width, weight_bits=args.weight_bits, act_bits=args.act_bits,
-                                     init_checkpoint=args.init), training=True)
+                                     init_checkpoint=args.init, acc_bits_map=args.acc_bits_map or None),
+                        training=True)
     path, metrics = ensure_checkpoint(plan, train=True)
     print(f"[train] checkpoint {path}: {format_metrics(metrics)}")
     return 0

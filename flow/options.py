@@ -13,7 +13,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from flow.artifacts import ACC_MODES, Sidecar
+from flow.artifacts import ACC_MODES, Sidecar, read_json_file
 from flow.core import accumulator as acc
 from flow.core.config import (
     CHECKPOINT_ROOT,
@@ -72,6 +72,7 @@ class BuildOptions:
     rtlsim: bool | None = None  # RTL-simulation check of the accumulators (None: the model's default)
     allow_unmatched_sidecar: bool = False
     steps: str | None = None  # an expert's FINN step list (see flow.finn.steps.load_step_list)
+    acc_bits_map: str | None = None  # a JSON file {A2Q layer name: P}; other A2Q layers take acc_bits
 
     def as_dict(self) -> dict:
         """JSON-ready view (paths as strings), as recorded in the summary's ``options``."""
@@ -104,6 +105,7 @@ class BuildPlan:
     data: DataIdentity | None
     settings: dict
     tag: str
+    acc_bits_by_layer: tuple = ()  # ((layer name, P), ...): per-layer targets on top of acc_bits
 
     @property
     def report_dir(self) -> Path:
@@ -164,6 +166,17 @@ def target_acc_bits(opts: BuildOptions, spec: ModelSpec, weight_bits: int, act_b
     return acc.check_acc_bits(p, weight_bits, act_bits, input_signed=False)
 
 
+def read_acc_bits_map(path: str, quantizer: str, weight_bits: int, act_bits: int) -> tuple:
+    """The per-layer targets of a JSON file ``{layer name: P}``, each P validated, sorted by name."""
+    if quantizer not in ("a2q", "a2q+"):
+        raise FlowError(f"per-layer accumulator widths need an A2Q quantizer (a2q, a2q+), not {quantizer!r}",
+                        option="acc_bits_map")
+    data = read_json_file(Path(path), "per-layer accumulator widths")
+    if not isinstance(data, dict) or not data or not all(isinstance(name, str) for name in data):
+        raise FlowError(f"per-layer accumulator widths {path}: give a JSON object {{layer name: P}}", option="acc_bits_map")
+    return tuple(sorted((name, acc.check_acc_bits(p, weight_bits, act_bits)) for name, p in data.items()))
+
+
 def resolve_plan(opts: BuildOptions, module_task: str | None = None, training: bool = False) -> BuildPlan:
     """Validate ``opts`` and resolve it into a :class:`BuildPlan` (reads no model, trains nothing).
 
@@ -179,6 +192,7 @@ def resolve_plan(opts: BuildOptions, module_task: str | None = None, training: b
         raise FlowError(f"unknown accumulator mode {opts.acc_mode!r}; valid: {', '.join(ACC_MODES)}", option="acc_mode")
     defaults: dict = {}
     spec = quantizer = p = weight_bits = act_bits = data = None
+    by_layer: tuple = ()
     sidecar: Sidecar | None = None
     if module_task is not None:
         name = opts.model
@@ -201,6 +215,8 @@ def resolve_plan(opts: BuildOptions, module_task: str | None = None, training: b
         quantizer = opts.quantizer
         weight_bits, act_bits = opts.weight_bits or spec.weight_bits, opts.act_bits or spec.act_bits
         p = target_acc_bits(opts, spec, weight_bits, act_bits)
+        if opts.acc_bits_map:
+            by_layer = read_acc_bits_map(opts.acc_bits_map, quantizer, weight_bits, act_bits)
         data = data_identity(spec.dataset, opts.data)
         check_device(opts.device)
     board = get_board(opts.board or defaults.get("board", "pynq-z2"))
@@ -238,10 +254,14 @@ def resolve_plan(opts: BuildOptions, module_task: str | None = None, training: b
         "outputs": opts.outputs,
         "allow_unmatched_sidecar": opts.allow_unmatched_sidecar,
         "steps": opts.steps,
+        "acc_bits_map": dict(by_layer) or None,
     }
     folding_name = folding.stem if folding and opts.folding else None
     width = "" if spec is None or opts.width == 1.0 else f"_w{opts.width:g}"
     p_part = f"_P{p}" if p is not None else ""
+    if by_layer:  # per-layer targets: the range of widths in the name, the map itself in the digest
+        widths = [value for _, value in by_layer] + [p]
+        p_part = f"_P{min(widths)}-{max(widths)}"
     quant_part = f"_{quantizer.replace('+', 'plus')}" if quantizer else ("" if module_task else "_exact")
     tag = (f"{name}{width}{p_part}{quant_part}_{board.name}" + (f"_{folding_name}" if folding_name else "")
            + f"-{settings_digest(settings)}")
@@ -249,7 +269,7 @@ def resolve_plan(opts: BuildOptions, module_task: str | None = None, training: b
         options=opts, name=name, spec=spec, quantizer=quantizer, acc_bits=p, weight_bits=weight_bits,
         act_bits=act_bits, board=board, folding=folding, folding_name=folding_name, target_fps=target_fps,
         acc_mode=acc_mode, synth=synth, rtlsim=rtlsim, standalone_thresholds=standalone, data=data,
-        settings=settings, tag=tag,
+        settings=settings, tag=tag, acc_bits_by_layer=by_layer,
     )  # fmt: skip
 
 

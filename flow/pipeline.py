@@ -45,6 +45,7 @@ from flow.training.checkpoints import check_identity, checkpoint_name, load_chec
 from flow.training.data import image_classification_channels
 from flow.training.train import format_metrics, load_dataset, train_model
 from models.calibration import calibrate_statistics
+from models.quant import set_acc_bits
 
 CALIBRATION_SAMPLES = 256
 PREVIOUS_SUMMARY = "previous_summary.json"
@@ -73,18 +74,24 @@ def in_channels(plan: BuildPlan) -> int | None:
 
 
 def make_model(plan: BuildPlan):
-    """The registry model of ``plan``, with seeded initial weights."""
+    """The registry model of ``plan``, with seeded initial weights and its per-layer accumulator targets."""
     torch.manual_seed(plan.options.seed)
-    return plan.spec.make(plan.quantizer, plan.acc_bits, weight_bits=plan.weight_bits, act_bits=plan.act_bits,
-                          width=plan.options.width, in_channels=in_channels(plan))
+    model = plan.spec.make(plan.quantizer, plan.acc_bits, weight_bits=plan.weight_bits, act_bits=plan.act_bits,
+                           width=plan.options.width, in_channels=in_channels(plan))
+    if plan.acc_bits_by_layer:
+        set_acc_bits(model, dict(plan.acc_bits_by_layer))
+    return model
 
 
 def plan_identity(plan: BuildPlan) -> dict:
     """What a checkpoint of ``plan`` must have been trained for."""
     init = plan.options.init_checkpoint
-    return model_identity(plan.name, plan.quantizer, plan.acc_bits, plan.weight_bits, plan.act_bits, plan.options.width,
-                          plan.data.digest if plan.data else None, plan.options.seed,
-                          init_digest=file_digest(Path(init))[:16] if init and Path(init).is_file() else None)
+    identity = model_identity(plan.name, plan.quantizer, plan.acc_bits, plan.weight_bits, plan.act_bits,
+                              plan.options.width, plan.data.digest if plan.data else None, plan.options.seed,
+                              init_digest=file_digest(Path(init))[:16] if init and Path(init).is_file() else None)
+    if plan.acc_bits_by_layer:
+        identity["acc_bits_map"] = settings_digest(dict(plan.acc_bits_by_layer), chars=16)
+    return identity
 
 
 def default_checkpoint(plan: BuildPlan) -> Path:
@@ -414,7 +421,8 @@ def build_plan(plan: BuildPlan) -> Summary:
 def build_module(module, sample, name: str, board: str = "pynq-z2", folding: str | None = None,
                  target_fps: int | None = None, acc_mode: str | None = None, task: str = "classification",
                  check_inputs=None, reports_root: Path | None = None, work_root: Path | None = None,
-                 steps: list | str | None = None, synth: bool = False, rtlsim: bool = False) -> Summary:
+                 steps: list | str | None = None, synth: bool = False, rtlsim: bool = False,
+                 acc_bits_by_layer: dict[str, int] | None = None) -> Summary:
     """Bring your own model: export a user's Brevitas ``module`` and run the FINN flow and reports.
 
     ``sample`` is one input batch (batch size 1 sets the exported shape); ``check_inputs`` (default
@@ -423,7 +431,8 @@ def build_module(module, sample, name: str, board: str = "pynq-z2", folding: str
     Reports land in ``hw_reports/<name>_<board>[_<folding>]-<digest>/summary.json``; the returned
     :class:`~flow.artifacts.Summary` also reads like that JSON (``summary["totals"]``). ``steps`` overrides
     the flow's step list (a list, or the text form of the ``steps`` build option); ``synth``/``rtlsim`` turn
-    on open synthesis and RTL simulation of the RTL layers.
+    on open synthesis and RTL simulation of the RTL layers. ``acc_bits_by_layer`` gives a target P to layers
+    whose quantizer has none (the export checks that their integers fit it).
     """
     opts = BuildOptions(model=name, board=board, folding=folding, target_fps=target_fps, acc_mode=acc_mode,
                         steps=steps if isinstance(steps, str) else None, synth=synth, rtlsim=rtlsim,
@@ -433,7 +442,8 @@ def build_module(module, sample, name: str, board: str = "pynq-z2", folding: str
     check_inputs = sample if check_inputs is None else check_inputs
     with build_folder(plan):
         sidecar = export_qonnx_exact(module, sample[:1], plan.work_dir / "model.onnx", check_inputs=check_inputs,
-                                     meta={"model": name, "quantizer": "user", "task": task, "weights": "user"})
+                                     meta={"model": name, "quantizer": "user", "task": task, "weights": "user"},
+                                     acc_bits_targets=acc_bits_by_layer, quantizer_label="user")
         exported = Exported(plan.work_dir / "model.onnx", sidecar, np.asarray(check_inputs))
         step_list = list(steps) if isinstance(steps, (list, tuple)) else load_step_list(plan.options.steps)
         return finn_stage(exported, plan, step_list, identity_of(plan, None, exported.onnx_path))

@@ -16,6 +16,7 @@ from brevitas.quant import (
 )
 
 from flow.core.errors import FlowError
+from models.inspect import layer_quantizer, quant_layers
 
 QUANTIZERS = ("baseline", "a2q", "a2q+", "float")
 # "float": the baseline model's layers, trained with quantization switched off (a start for quantized
@@ -88,3 +89,22 @@ def weight_kwargs(quantizer: str, weight_bits: int, acc_bits: int | None) -> dic
         "weight_bit_width": weight_bits,
         "weight_accumulator_bit_width": acc_bits,
     }
+
+
+def a2q_layers(model) -> dict:
+    """The layers of ``model`` whose weight quantizer has a target accumulator width, by module name."""
+    return {name: module for name, module in quant_layers(model).items() if layer_quantizer(module) != "baseline"}
+
+
+def set_acc_bits(model, acc_bits_by_layer: dict[str, int]) -> None:
+    """Give each named A2Q/A2Q+ layer its own target accumulator width P (bits). Call it before training or
+    loading a checkpoint: the layer's weight quantizer is rebuilt for the new P."""
+    layers = a2q_layers(model)
+    unknown = sorted(set(acc_bits_by_layer) - set(layers))
+    if unknown:
+        raise FlowError(f"per-layer accumulator widths name no A2Q layer of {type(model).__name__}: {unknown}; "
+                        f"its A2Q layers: {', '.join(layers) or 'none'}", option="acc_bits_map")
+    for name, acc_bits in acc_bits_by_layer.items():
+        quant = layers[name].weight_quant
+        quant.quant_injector = quant.quant_injector.let(accumulator_bit_width=int(acc_bits))
+        quant.init_tensor_quant()

@@ -75,4 +75,6 @@ def checkpoint_name(identity: dict, default_bits: tuple[int, int]) -> str:
     seed = f"_s{identity['seed']}" if identity["seed"] else ""
     data = f"_d{identity['data'][:8]}" if identity["data"] else ""
     init = f"_i{identity['init'][:8]}" if identity.get("init") else ""
-    return f"{identity['model']}{width}_{identity['quantizer'].replace('+', 'plus')}{p}{bits}{seed}{data}{init}.pt"
+    per_layer = f"_m{identity['acc_bits_map'][:8]}" if identity.get("acc_bits_map") else ""
+    return (f"{identity['model']}{width}_{identity['quantizer'].replace('+', 'plus')}{p}{per_layer}{bits}{seed}{data}"
+            f"{init}.pt")
