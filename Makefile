@@ -35,6 +35,7 @@ SEED ?=
 ALLOW_UNMATCHED_SIDECAR ?=
 STEPS ?=
 WORKERS ?=
+ACC_BITS ?=
 RAY_ADDRESS ?=
 PS ?= 32 24 20 16 14 12
 FOLDINGS ?=
@@ -46,7 +47,8 @@ export A2Q_FLOW_VIA_MAKE := 1
 opt = $(if $(strip $(2)),$(1) $(2))
 MODEL_ARGS = --model $(MODEL) --quant $(QUANT) --device $(DEVICE) $(call opt,--P,$(P)) $(call opt,--data,$(DATA)) \
              $(call opt,--epochs,$(EPOCHS)) $(call opt,--width,$(WIDTH)) $(call opt,--init,$(INIT)) \
-             $(call opt,--weight-bits,$(WEIGHT_BITS)) $(call opt,--act-bits,$(ACT_BITS)) $(call opt,--seed,$(SEED))
+             $(call opt,--weight-bits,$(WEIGHT_BITS)) $(call opt,--act-bits,$(ACT_BITS)) $(call opt,--seed,$(SEED)) \
+             $(call opt,--acc-bits-map,$(ACC_BITS))
 BUILD_ARGS = $(MODEL_ARGS) $(call opt,--board,$(BOARD)) $(call opt,--folding,$(FOLDING)) $(call opt,--fps,$(FPS)) \
              $(call opt,--ckpt,$(CKPT)) $(call opt,--onnx,$(ONNX)) $(call opt,--acc-mode,$(ACC_MODE)) \
              $(call opt,--outputs,$(OUTPUTS)) $(call opt,--synth,$(SYNTH)) $(call opt,--rtlsim,$(RTLSIM)) \
@@ -125,12 +127,14 @@ deploy:
 models boards: setup
 	$(PY) -m flow $@
 
-# The default suite: fast, runs in CI. test-all adds the slow end-to-end tests.
+# The default suite: fast, runs in CI. test-all adds the slow end-to-end tests. Two workers, one test file
+# each at a time (a file's module fixtures are built once); TEST_WORKERS=0 runs in this process.
+TEST_WORKERS ?= 2
 test: setup
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow" -n $(TEST_WORKERS) --dist loadfile
 
 test-all: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 clean:
 	rm -rf build

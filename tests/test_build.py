@@ -119,8 +119,9 @@ def test_onnx_with_sidecar_is_named_after_its_quantizer_and_p(roots, default_bui
 def test_every_setting_that_changes_the_result_gives_a_distinct_report(roots, tmp_path):
     base = BuildOptions(**roots)
     (tmp_path / "f.json").write_text(json.dumps({"Defaults": {}}))
+    (tmp_path / "other.pt").write_bytes(b"a checkpoint's bytes")
     variants = [
-        {}, {"target_fps": 5000}, {"acc_mode": "target"}, {"checkpoint": "other.pt"}, {"width": 0.5},
+        {}, {"target_fps": 5000}, {"acc_mode": "target"}, {"checkpoint": str(tmp_path / "other.pt")}, {"width": 0.5},
         {"weight_bits": 6}, {"synth": False}, {"folding": str(tmp_path / "f.json")}, {"seed": 1}, {"acc_bits": 15},
         {"board": "zcu104"}, {"quantizer": "a2q+"},
     ]
@@ -292,7 +293,8 @@ def test_summary_json_matches_the_documented_schema(default_build):
     documented = set(re.findall(r"([A-Za-z_]\w*)\s*(?=[,:{}\]\n|])", block)) - {"null"}
     summary = default_build.to_dict()
     present = set(summary) | set(summary["totals"]) | set(summary["layers"][0]) | set(summary["finn_check"]) \
-        | set(summary["export_check"]) | set(summary["board_fit"]) | set(summary["identity"]) \
+        | set(summary["export_check"]) | set(summary["board_fit"]) | set(summary["board_fit"]["utilization"]) \
+        | set(summary["identity"]) \
         | set(summary["identity"]["data"]) | set(summary["identity"]["checkpoint"])
     for layer in summary["layers"]:
         if layer["rtlsim_check"]:
@@ -300,12 +302,15 @@ def test_summary_json_matches_the_documented_schema(default_build):
     assert not {name for name in present if name not in documented and not name.endswith("_vivado")} - {"fmax_mhz", "wns_ns"}
     missing = {name for name in documented if name not in present}
     # fields that only a bitfile build or an MVAU RTL simulation has
+    # (and a board fit's FF, which only synthesis or Vivado give; a layer's synthesis_error)
     assert missing <= {"lut_vivado", "ff_vivado", "bram18_vivado", "dsp_vivado", "wns_ns", "fmax_mhz", "acc_bits",
-                       "exact_at_p", "overflow_detected_at_p_minus_1"}
+                       "exact_at_p", "overflow_detected_at_p_minus_1", "ff", "synthesis_error"}
 
 
 def cli(cwd, *args, env=None):
-    environment = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    # `make test` exports A2Q_FLOW_VIA_MAKE: a direct call must not inherit it
+    inherited = {k: v for k, v in os.environ.items() if k != "A2Q_FLOW_VIA_MAKE"}
+    environment = {**inherited, "PYTHONPATH": str(REPO), **(env or {})}
     return subprocess.run([sys.executable, "-m", "flow", *args], cwd=cwd, capture_output=True, text=True, timeout=300,
                           env=environment)
 
