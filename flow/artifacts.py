@@ -289,7 +289,8 @@ class LayerReport:
     carry_synth: int | None = None
     bram18_synth: int | None = None
     dsp_synth: int | None = None
-    resource_source: str = "finn_estimate"
+    resource_source: str = "finn_estimate"  # "open_synthesis" | "synthesis_failed" | "finn_estimate"
+    synthesis_error: str | None = None  # why synthesis failed (the figures are then FINN's estimate)
     rtlsim_check: RtlsimCheck | None = None
 
 

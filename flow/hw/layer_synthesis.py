@@ -34,7 +34,8 @@ def rtl_nodes(model) -> list:
 
 
 def synthesize_build(final_model_path: Path, board: Board, work_dir: Path, cache_dir: Path) -> dict[str, dict]:
-    """Synthesize each RTL layer of the final FINN graph out of context; ``{node name: figures}``."""
+    """Synthesize each RTL layer of the final FINN graph out of context; ``{node name: figures}``, where a
+    layer Yosys fails on has ``{"error": <reason>}`` (the build goes on with FINN's estimate for it)."""
     model = ModelWrapper(str(final_model_path))
     nodes = rtl_nodes(model)
     if not nodes:
@@ -46,7 +47,7 @@ def synthesize_build(final_model_path: Path, board: Board, work_dir: Path, cache
         hdl_dir = generate_layer_hdl(model, node, work_dir / "hdl", fpgapart=board.fpga_part, clk_ns=board.clock_ns)
         jobs.append(SynthJob(hdl_dir=hdl_dir, top_module=None, part_family=family, cache_dir=cache_dir, name=node.name))
     log(f"[synth] {len(jobs)} RTL layers, Yosys synth_xilinx -family {family}, {os.cpu_count()} workers")
-    results = synthesize_layers(jobs, log=log)
+    results = synthesize_layers(jobs, log=log, keep_going=True)
     return {node.name: result for node, result in zip(nodes, results)}
 
 

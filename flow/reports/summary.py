@@ -48,9 +48,11 @@ def add_synthesis(rows: list[LayerReport], synth: dict | None, rtlsim: dict[str,
     """Per layer: the ``*_synth`` figures and ``resource_source``; the ``rtlsim_check`` where run."""
     for row in rows:
         figures = (synth or {}).get(row.name)
+        failed = figures is not None and "error" in figures
         for key in SYNTH_FIELDS:
-            setattr(row, key, figures.get(key) if figures else None)
-        row.resource_source = "open_synthesis" if figures else "finn_estimate"
+            setattr(row, key, figures.get(key) if figures and not failed else None)
+        row.resource_source = "synthesis_failed" if failed else ("open_synthesis" if figures else "finn_estimate")
+        row.synthesis_error = figures["error"].splitlines()[0] if failed else None
         row.rtlsim_check = (rtlsim or {}).get(row.name)
 
 
@@ -83,13 +85,31 @@ def estimate_totals(rows: list[LayerReport], max_cycles: int | None, clock_ns: f
     }
 
 
+# The figures a fit check can use, best first: {board resource: totals key}.
+FIT_SOURCES = (
+    ("vivado", {"lut": "lut_vivado", "ff": "ff_vivado", "bram18": "bram18_vivado", "uram": "uram_vivado",
+                "dsp": "dsp_vivado"}),
+    ("open_synthesis", {"lut": "lut_synth", "ff": "ff_synth", "bram18": "bram18_synth", "uram": "uram",
+                        "dsp": "dsp_synth"}),
+    ("finn_estimate", {"lut": "lut", "bram18": "bram18", "uram": "uram", "dsp": "dsp"}),
+)
+
+
 def fit_check(totals: dict, board: Board) -> dict:
-    """Whether the estimate fits the board: per resource, used / available."""
+    """Whether the build fits the board, judged on the best figures it has (Vivado's, then open synthesis,
+    then FINN's estimate; ``source`` says which): per resource, used / available. FINN estimates no FFs, so
+    an estimate-only fit leaves FF out."""
+    source, keys = next((name, keys) for name, keys in FIT_SOURCES if totals.get(keys["lut"]) is not None)
+    if source == "open_synthesis":
+        source = totals.get("synth_resource_source", source)
     available = board.resources
-    utilization = {key: (totals[key] / available[key] if available[key] else (0.0 if not totals[key] else None))
-                   for key in ("lut", "bram18", "uram", "dsp")}
+    utilization = {}
+    for resource, key in keys.items():
+        used = totals.get(key)
+        utilization[resource] = (None if used is None else used / available[resource] if available[resource]
+                                 else (0.0 if not used else None))
     fits = all(u is not None and u <= 1.0 for u in utilization.values())
-    return {"fits": fits, "utilization": utilization, "available": available}
+    return {"fits": fits, "source": source, "utilization": utilization, "available": available}
 
 
 def make_summary(facts: BuildFacts, sidecar: Sidecar, finn: FinnOutcome, finn_check: FinnCheck,
@@ -177,7 +197,8 @@ def render_markdown(summary: Summary) -> str:
                  f"{c.mismatches} differing elements — {'pass' if c.passed else 'FAIL'}")
     fit = s.board_fit
     util = ", ".join(f"{k} {100 * v:.1f}%" for k, v in fit["utilization"].items() if v is not None)
-    lines += [f"- Fits {s.board}: {'yes' if fit['fits'] else 'NO'} ({util})", ""]
+    lines += [f"- Fits {s.board}: {'yes' if fit['fits'] else 'NO'} ({util}; from {fit.get('source', 'finn_estimate')})",
+              ""]
     columns = ["name", "op_type", "layer", "mw", "mh", "pe", "simd", "weight_bits", "input_bits", "acc_bits_target",
                "acc_bits_datatype_bound", "acc_bits_exact", "acc_datatype", "threshold_datatype", "lut", "bram18", "dsp",
                "cycles"]
@@ -187,6 +208,10 @@ def render_markdown(summary: Summary) -> str:
     lines.append("|" + "---|" * len(columns))
     for row in s.layers:
         lines.append("| " + " | ".join(_fmt(getattr(row, c)) for c in columns) + " |")
+    failed = [row for row in s.layers if row.resource_source == "synthesis_failed"]
+    if failed:
+        lines += ["", f"Synthesis failed on {len(failed)} layer(s); FINN's estimate stands in for them:"]
+        lines += [f"- {row.name}: {row.synthesis_error}" for row in failed]
     t = s.totals
     lines += [
         "",
