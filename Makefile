@@ -37,6 +37,7 @@ STEPS ?=
 WORKERS ?=
 ACC_BITS ?=
 RAY_ADDRESS ?=
+BASELINE ?=
 PS ?= 32 24 20 16 14 12
 FOLDINGS ?=
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
@@ -54,7 +55,7 @@ BUILD_ARGS = $(MODEL_ARGS) $(call opt,--board,$(BOARD)) $(call opt,--folding,$(F
              $(call opt,--outputs,$(OUTPUTS)) $(call opt,--synth,$(SYNTH)) $(call opt,--rtlsim,$(RTLSIM)) \
              $(if $(filter 1 yes true on,$(ALLOW_UNMATCHED_SIDECAR)),--allow-unmatched-sidecar) $(call opt,--steps,$(STEPS))
 
-.PHONY: setup data build train sweep pareto overflow compare deploy test test-all models boards clean
+.PHONY: setup data build train sweep pareto overflow calibrate compare deploy test test-all models boards clean
 
 setup: $(STAMP) $(PROJECT) data
 
@@ -97,7 +98,7 @@ train: setup
 # Build MODEL for every P in PS (and every folding in FOLDINGS): hw_reports/sweep_<model>_<quant>/.
 sweep: setup
 	$(PY) -m flow sweep $(BUILD_ARGS) --ps $(PS) $(call opt,--foldings,$(FOLDINGS)) $(call opt,--workers,$(WORKERS)) \
-	    $(call opt,--ray-address,$(RAY_ADDRESS))
+	    $(call opt,--ray-address,$(RAY_ADDRESS)) $(if $(filter 0 no false off,$(BASELINE)),--no-baseline)
 
 # Quality vs resources across quantizers, P and bit widths: hw_reports/pareto_<model>/ (trains and builds).
 PARETO_ARGS ?=
@@ -111,6 +112,11 @@ pareto: setup
 OVERFLOW_ARGS ?=
 overflow: setup
 	$(PY) -m flow overflow --device $(DEVICE) $(call opt,--data,$(DATA)) $(OVERFLOW_ARGS)
+
+# Fit the P-aware resource model to open synthesis of FINN's RTL over a grid of layer shapes (parallel, cached):
+# build_configs/resource_model.json, with the grid, the tool versions and the errors on held-out shapes.
+calibrate: setup
+	$(PY) -m flow calibrate $(call opt,--workers,$(WORKERS))
 
 # One table (CSV, Markdown) and plots over the builds in REPORTS (default: everything in hw_reports/).
 compare: setup

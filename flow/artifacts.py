@@ -278,6 +278,7 @@ class LayerReport:
     acc_datatype: str | None = None
     acc_source: str | None = None
     threshold_datatype: str | None = None
+    thresholds: int | None = None  # thresholds per channel (MVAU with activation, Thresholding)
     lut: float | None = None
     bram18: float | None = None
     uram: float | None = None
@@ -289,6 +290,9 @@ class LayerReport:
     carry_synth: int | None = None
     bram18_synth: int | None = None
     dsp_synth: int | None = None
+    lut_model: int | None = None  # the P-aware resource model (flow.core.resource_model): datapath + thresholds
+    ff_model: int | None = None
+    model_basis: str | None = None  # "rtl_fit" | "rtl_equivalent" (an HLS layer, figured as its RTL form)
     resource_source: str = "finn_estimate"  # "open_synthesis" | "synthesis_failed" | "finn_estimate"
     synthesis_error: str | None = None  # why synthesis failed (the figures are then FINN's estimate)
     rtlsim_check: RtlsimCheck | None = None

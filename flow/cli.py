@@ -173,7 +173,7 @@ def whole_numbers(values, option: str) -> tuple[int, ...]:
 
 
 def cmd_sweep(args) -> int:
-    from flow.experiments.sweep import run_sweep
+    from flow.experiments.sweep import PAPER_ANCHOR, describe_row, run_sweep
 
     opts = build_options(args)
     acc_bits_list = []
@@ -184,15 +184,11 @@ def cmd_sweep(args) -> int:
             raise FlowError(f"accumulator widths: {err}", option="ps") from None
     foldings = split_words(args.foldings) or [None]
     out_dir = Path(args.out) if args.out else Path("hw_reports") / f"sweep_{args.model}_{args.quantizer.replace('+', 'plus')}"
-    rows = run_sweep(opts, acc_bits_list, foldings, out_dir, workers=args.workers, address=args.ray_address)
+    rows = run_sweep(opts, acc_bits_list, foldings, out_dir, workers=args.workers, address=args.ray_address,
+                     baseline=args.baseline)
     for row in rows:
-        if row.get("error"):
-            print(f"[sweep] P={row['acc_bits']} folding={row['folding']}: FAILED ({row['error']})")
-            continue
-        ratio = row.get("acc_layers_lut_synth_ratio") or row.get("lut_ratio")
-        print(f"[sweep] P={row['acc_bits']} folding={row['folding']}: LUT {row['lut']} (FINN)"
-              + (f", accumulator layers LUT {row['acc_layers_lut_synth']} (Yosys)" if row.get("acc_layers_lut_synth") else "")
-              + (f", reduction x{ratio:.2f}" if ratio else ""))
+        print(describe_row(row))
+    print(f"[sweep] {PAPER_ANCHOR}")
     print(f"[sweep] table and plot in {out_dir}")
     return 0
 
@@ -262,6 +258,21 @@ def cmd_compare(args) -> int:
     rows = collect(reports)
     paths = write_comparison(rows, Path(args.out))
     print(f"[compare] {len(rows)} builds -> " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def cmd_calibrate(args) -> int:
+    from flow.artifacts import write_text_atomic
+    from flow.core.config import WORK_ROOT
+    from flow.core.resource_model import RESOURCE_MODEL_FILE, validation_table
+    from flow.hw.calibration import calibrate
+
+    work = Path(args.work_root or WORK_ROOT)
+    model = calibrate(work / "calibration", work / "synth_cache", workers=args.workers)
+    out = Path(args.out or RESOURCE_MODEL_FILE)
+    write_text_atomic(out, model.to_json() + "\n")
+    print(validation_table(model.validation))
+    print(f"[calibrate] resource model -> {out}")
     return 0
 
 
@@ -352,6 +363,8 @@ def make_parser() -> argparse.ArgumentParser:
                        help="points built at a time on a local Ray instance (default: one after another here)")
     sweep.add_argument("--ray-address", default=None,
                        help="send the points to this Ray cluster (ray://<head>:10001 or <head>:6379; default: RAY_ADDRESS)")
+    sweep.add_argument("--no-baseline", dest="baseline", action="store_false",
+                       help="leave out the baseline quantizer's build (FINN's accumulator minimisation without A2Q)")
     sweep.set_defaults(func=cmd_sweep)
 
     pareto = sub.add_parser("pareto", help="quality vs resources over quantizers, P and bit widths (trains and builds)")
@@ -380,6 +393,12 @@ def make_parser() -> argparse.ArgumentParser:
     compare.add_argument("reports", nargs="*", help="report folders or summary.json files (default: hw_reports/)")
     compare.add_argument("--out", default="hw_reports/comparison", help="output folder")
     compare.set_defaults(func=cmd_compare)
+
+    calibrate = sub.add_parser("calibrate", help="fit the P-aware resource model to open synthesis of FINN's RTL")
+    calibrate.add_argument("--out", default=None, help="model file (default build_configs/resource_model.json)")
+    calibrate.add_argument("--workers", type=positive_int, default=None, help="parallel Yosys runs (default: cores)")
+    calibrate.add_argument("--work-root", default=None, help="folder for HDL and the synthesis cache (default build/)")
+    calibrate.set_defaults(func=cmd_calibrate)
 
     add_overflow_parser(sub)
 

@@ -28,7 +28,7 @@ from flow.core.digests import code_digest, file_digest, settings_digest
 from flow.core.errors import FlowError
 from flow.training.data import DataIdentity, data_identity
 from flow.training.device import check_device
-from models.quant import QUANTIZERS, check_quantizer
+from models.quant import AXE_QUANTIZERS, QUANTIZERS, check_quantizer
 from models.registry import ModelSpec, get_model_spec
 
 OUTPUTS = ("estimates", "bitfile")
@@ -209,6 +209,9 @@ def resolve_plan(opts: BuildOptions, module_task: str | None = None, training: b
         if opts.quantizer == "float" and not training:
             raise FlowError("a float model has no hardware form: train it (make train QUANT=float) and start "
                             "quantized training from its checkpoint (INIT=...)", option="quantizer")
+        if opts.quantizer in AXE_QUANTIZERS and not opts.init_checkpoint:
+            raise FlowError(f"{opts.quantizer} quantizes a trained float model without retraining: give its "
+                            "checkpoint (make train QUANT=float writes one)", option="init_checkpoint")
         spec = get_model_spec(opts.model)
         defaults = model_defaults(opts.model)
         name = spec.name

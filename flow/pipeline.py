@@ -40,14 +40,30 @@ from flow.finn.transformations import IntegerInputFromQuant, graph_input_scale
 from flow.hw.deploy import write_deployment
 from flow.hw.layer_synthesis import rtlsim_check_build, synthesize_build
 from flow.options import BuildOptions, BuildPlan, identity_of, resolve_plan
-from flow.reports.summary import SUMMARY_JSON, SUMMARY_MD, BuildFacts, make_summary, write_report
-from flow.training.checkpoints import check_identity, checkpoint_name, load_checkpoint, model_identity
+from flow.reports.summary import (
+    SUMMARY_JSON,
+    SUMMARY_MD,
+    BuildFacts,
+    load_resource_model,
+    make_summary,
+    write_report,
+)
+from flow.training.axe import quantize_axe
+from flow.training.checkpoints import (
+    CHECKPOINT_FORMAT,
+    check_identity,
+    checkpoint_name,
+    load_checkpoint,
+    model_identity,
+    save_checkpoint,
+)
 from flow.training.data import image_classification_channels
-from flow.training.train import format_metrics, load_dataset, train_model
+from flow.training.train import evaluate, format_metrics, load_dataset, train_model
 from models.calibration import calibrate_statistics
-from models.quant import set_acc_bits
+from models.quant import AXE_QUANTIZERS, a2q_layers, set_acc_bits
 
 CALIBRATION_SAMPLES = 256
+AXE_CALIBRATION_SAMPLES = 1024
 PREVIOUS_SUMMARY = "previous_summary.json"
 ONNX_CHECK_SAMPLES = 8
 
@@ -110,6 +126,8 @@ def checkpoint_for(plan: BuildPlan, train: bool) -> tuple[Path | None, bool]:
         return path, False
     payload = load_checkpoint(path)
     check_identity(payload, plan_identity(plan), path)
+    if plan.quantizer in AXE_QUANTIZERS:  # post-training quantization: done or not, no epochs
+        return path, True
     if payload.get("recipe") != plan.spec.recipe:
         return path, not train
     return path, payload["epoch"] >= plan.epochs or not train
@@ -151,6 +169,8 @@ def ensure_checkpoint(plan: BuildPlan, train: bool = True) -> tuple[Path | None,
         payload = load_checkpoint(path)
         log(f"[build] reusing checkpoint {path} (epoch {payload['epoch']}/{plan.epochs}, {format_metrics(payload['metrics'])})")
         return path, payload["metrics"]
+    if plan.quantizer in AXE_QUANTIZERS:
+        return path, quantize_after_training(plan, path)
     if not train:
         return None, None
     if path.is_file() and load_checkpoint(path).get("recipe") != plan.spec.recipe:
@@ -166,6 +186,32 @@ def ensure_checkpoint(plan: BuildPlan, train: bool = True) -> tuple[Path | None,
                           device=plan.options.device, seed=plan.options.seed,
                           max_steps_per_epoch=plan.options.max_steps_per_epoch)
     return path, metrics
+
+
+def axe_layer_names(plan: BuildPlan) -> list[str]:
+    """The layers AXE constrains to P: those the model's A2Q variant constrains."""
+    a2q_model = plan.spec.make("a2q", plan.acc_bits, weight_bits=plan.weight_bits, act_bits=plan.act_bits,
+                               width=plan.options.width, in_channels=in_channels(plan))
+    return list(a2q_layers(a2q_model))
+
+
+def quantize_after_training(plan: BuildPlan, path: Path) -> dict:
+    """AXE (accumulator-aware GPFQ/GPTQ) of the float checkpoint ``INIT`` at P, from training-split inputs;
+    the result is saved as the plan's checkpoint with its test metrics. Returns the metrics."""
+    model = make_model(plan)
+    load_float_init(model, Path(plan.options.init_checkpoint))
+    calibration = sample_inputs(plan, AXE_CALIBRATION_SAMPLES, "train")
+    calibrate_statistics(model, calibration)  # activation scales (AXE reads the input types from them)
+    log(f"[build] {plan.quantizer} of {plan.options.init_checkpoint} at P={plan.acc_bits} "
+        f"({len(calibration)} calibration inputs) -> {path}")
+    quantize_axe(model, plan.quantizer, plan.acc_bits, set(axe_layer_names(plan)), calibration)
+    test_x, test_y = load_dataset(plan.spec.dataset, plan.options.data, "test", plan.spec.sample_shape(in_channels(plan)))
+    metrics = evaluate(model, plan.spec.task, test_x, test_y, plan.options.device)
+    log(f"[build] {plan.quantizer} P={plan.acc_bits}: {format_metrics(metrics)}")
+    save_checkpoint(path, {"format": CHECKPOINT_FORMAT, **plan_identity(plan), "state_dict": model.state_dict(),
+                           "epoch": 0, "metrics": metrics, "recipe": {"post_training": plan.quantizer,
+                                                                      "calibration_samples": len(calibration)}})
+    return metrics
 
 
 # --------------------------------------------------------------------------------------------- export
@@ -228,8 +274,11 @@ def export_model(plan: BuildPlan, checkpoint: Path | None, metrics: dict | None)
     samples = sample_inputs(plan, plan.options.check_samples or plan.spec.check_samples)
     onnx_path = plan.work_dir / "model.onnx"
     log(f"[build] exporting QONNX with exact integer weights -> {onnx_path}")
+    axe_targets = ({name: plan.acc_bits for name in axe_layer_names(plan)} if plan.quantizer in AXE_QUANTIZERS
+                   else None)
     sidecar = export_qonnx_exact(
-        model, samples[:1], onnx_path, check_inputs=samples,
+        model, samples[:1], onnx_path, check_inputs=samples, acc_bits_targets=axe_targets,
+        quantizer_label=plan.quantizer if axe_targets else None,
         meta={
             "model": plan.name, "quantizer": plan.quantizer, "acc_bits_target": plan.acc_bits, "task": plan.spec.task,
             "weights": "trained" if checkpoint is not None else "untrained", "weight_bits": plan.weight_bits,
@@ -342,7 +391,7 @@ def finn_stage(exported: Exported, plan: BuildPlan, steps: list, identity: dict)
                        target_fps=plan.target_fps, standalone_thresholds=plan.standalone_thresholds,
                        options=opts.as_dict(), identity=identity)
     summary = make_summary(facts, exported.sidecar, outcome, check, synth=synth, rtlsim=rtlsim,
-                           vivado=vivado_figures(finn_report_dir))
+                           vivado=vivado_figures(finn_report_dir), resource_model=load_resource_model())
     bitfiles = sorted((work_dir / "finn" / "bitfile").glob("*.bit"))
     deploy_dir = write_deployment(final_model, graph_inputs, finn_outputs, work_dir / "deploy", plan.board.clock_ns,
                                   bitfile=bitfiles[0] if bitfiles else None)

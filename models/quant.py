@@ -18,9 +18,11 @@ from brevitas.quant import (
 from flow.core.errors import FlowError
 from models.inspect import layer_quantizer, quant_layers
 
-QUANTIZERS = ("baseline", "a2q", "a2q+", "float")
+AXE_QUANTIZERS = ("axe-gpfq", "axe-gptq")
+QUANTIZERS = ("baseline", "a2q", "a2q+", "float", *AXE_QUANTIZERS)
 # "float": the baseline model's layers, trained with quantization switched off (a start for quantized
-# training, as the A2Q paper starts from float weights); it has no hardware form
+# training, as the A2Q paper starts from float weights); it has no hardware form.
+# "axe-*": the baseline model's layers, quantized after training by accumulator-aware GPFQ/GPTQ at P
 SCALING_MIN_VAL = 1e-8
 
 
@@ -41,6 +43,15 @@ class A2QPlusWeightQuant(Int8AccumulatorAwareZeroCenterWeightQuant):
 class BaselineWeightQuant(Int8WeightPerChannelFloat):
     """Ordinary per-channel QAT weights, no accumulator constraint."""
 
+    scaling_min_val = SCALING_MIN_VAL
+
+
+class AXEWeightQuant(Int8WeightPerChannelFloat):
+    """Per-channel weights for accumulator-aware post-training quantization: the scale is taken from the
+    weights once and then kept (AXE rounds and clamps on that grid; a scale recomputed from the changed
+    weights would move every integer off it)."""
+
+    scaling_impl_type = ScalingImplType.PARAMETER_FROM_STATS
     scaling_min_val = SCALING_MIN_VAL
 
 
@@ -79,6 +90,8 @@ def check_quantizer(quantizer: str) -> str:
 def weight_kwargs(quantizer: str, weight_bits: int, acc_bits: int | None) -> dict:
     """Brevitas layer kwargs for the weight quantizer; ``acc_bits`` (P) is needed for a2q/a2q+."""
     check_quantizer(quantizer)
+    if quantizer in AXE_QUANTIZERS:
+        return {"weight_quant": AXEWeightQuant, "weight_bit_width": weight_bits}
     if quantizer in ("baseline", "float"):
         return {"weight_quant": BaselineWeightQuant, "weight_bit_width": weight_bits}
     if acc_bits is None:

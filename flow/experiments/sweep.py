@@ -27,8 +27,14 @@ from flow.reports.summary import SUMMARY_JSON
 
 ACC_LAYER_PREFIXES = ("MVAU", "VVAU", "Thresholding")
 ROW_FIELDS = ["model", "quantizer", "acc_bits", "folding", "build", "error", "weights", "test_top1", "test_psnr",
-              "lut", "bram18", "dsp", "lut_synth", "ff_synth", "carry_synth", "acc_layers_lut", "acc_layers_lut_synth",
-              "acc_layers_ff_synth", "max_cycles", "lut_ratio", "acc_layers_lut_synth_ratio", "acc_layers_ff_synth_ratio"]
+              "lut", "bram18", "dsp", "lut_synth", "ff_synth", "carry_synth", "lut_model", "ff_model", "acc_layers_lut",
+              "acc_layers_lut_synth", "acc_layers_ff_synth", "acc_layers_lut_model", "acc_layers_ff_model", "max_cycles",
+              "lut_ratio", "acc_layers_lut_synth_ratio", "acc_layers_ff_synth_ratio", "acc_layers_lut_model_ratio",
+              "acc_layers_ff_model_ratio"]
+RATIO_FIGURES = ("lut", "acc_layers_lut_synth", "acc_layers_ff_synth", "acc_layers_lut_model", "acc_layers_ff_model")
+ROW_FIELDS += [f"{key}_vs_baseline" for key in RATIO_FIGURES]
+# What the A2Q paper reports (ICCV 2023, abstract): the anchor printed beside a sweep's reductions.
+PAPER_ANCHOR = "A2Q paper: up to 2.3x fewer resources than 32-bit accumulators at 99.2 % of the float model's accuracy"
 
 
 def sweep_row(summary: Summary, build_name: str) -> dict:
@@ -46,20 +52,53 @@ def sweep_row(summary: Summary, build_name: str) -> dict:
         "build": build_name, "error": None, "weights": summary.weights, "test_top1": summary.test_top1,
         "test_psnr": summary.test_psnr, "lut": totals["lut"], "bram18": totals["bram18"], "dsp": totals["dsp"],
         "lut_synth": totals.get("lut_synth"), "ff_synth": totals.get("ff_synth"), "carry_synth": totals.get("carry_synth"),
+        "lut_model": totals.get("lut_model"), "ff_model": totals.get("ff_model"),
         "acc_layers_lut": layer_sum("lut"), "acc_layers_lut_synth": layer_sum("lut_synth"),
-        "acc_layers_ff_synth": layer_sum("ff_synth"), "max_cycles": totals["max_cycles"],
+        "acc_layers_ff_synth": layer_sum("ff_synth"), "acc_layers_lut_model": layer_sum("lut_model"),
+        "acc_layers_ff_model": layer_sum("ff_model"), "max_cycles": totals["max_cycles"],
     }
 
 
 def add_ratios(rows: list[dict]):
-    """Per folding: ``<figure>_ratio`` = figure at the widest P / figure at this P."""
+    """Per folding: ``<figure>_ratio`` = figure at the widest P / figure at this P, and
+    ``<figure>_vs_baseline`` = figure of the ``baseline`` quantizer's build (FINN's own accumulator
+    minimisation, the same bit widths and folding) / figure at this P."""
     for folding in {row["folding"] for row in rows}:
-        members = [row for row in rows if row["folding"] == folding]
+        group = [row for row in rows if row["folding"] == folding]
+        members = [row for row in group if row["quantizer"] != "baseline"]
+        baseline = next((row for row in group if row["quantizer"] == "baseline"), {})
+        if not members:
+            continue
         widest = max(members, key=lambda row: row["acc_bits"] or 0)
         for row in members:
-            for key in ("lut", "acc_layers_lut_synth", "acc_layers_ff_synth"):
-                base, value = widest.get(key), row.get(key)
+            for key in RATIO_FIGURES:
+                value = row.get(key)
+                base, reference = widest.get(key), baseline.get(key)
                 row[f"{key}_ratio"] = (base / value) if base and value else None
+                row[f"{key}_vs_baseline"] = (reference / value) if reference and value else None
+
+
+def point_label(plan: BuildPlan) -> str:
+    width = "baseline" if plan.quantizer == "baseline" else f"P={plan.acc_bits}"
+    return f"{width} folding={plan.folding_name or plan.options.folding or 'default'}"
+
+
+def describe_row(row: dict) -> str:
+    """One line per point: the best figures it has and its reductions."""
+    width = "baseline (FINN's accumulator minimisation)" if row["quantizer"] == "baseline" else f"P={row['acc_bits']}"
+    if row.get("error"):
+        return f"[sweep] {width} folding={row['folding']}: FAILED ({row['error']})"
+    source, suffix = next(((name, sfx) for name, sfx in (("Yosys", "_synth"), ("resource model", "_model"))
+                           if row.get(f"acc_layers_lut{sfx}")), ("FINN estimate", ""))
+    text = f"[sweep] {width} folding={row['folding']}: accumulator layers LUT {row[f'acc_layers_lut{suffix}']} ({source})"
+    ratio, versus = row.get(f"acc_layers_lut{suffix}_ratio"), row.get(f"acc_layers_lut{suffix}_vs_baseline")
+    if suffix == "":
+        ratio, versus = row.get("lut_ratio"), row.get("lut_vs_baseline")
+    if ratio:
+        text += f", x{ratio:.2f} fewer than the widest P"
+    if versus:
+        text += f", x{versus:.2f} fewer than the baseline"
+    return text
 
 
 def reusable_summary(plan: BuildPlan) -> Summary | None:
@@ -78,13 +117,20 @@ def reusable_summary(plan: BuildPlan) -> Summary | None:
     return summary if summary.identity == expected else None
 
 
-def sweep_plans(base_opts: BuildOptions, acc_bits_list: list, foldings: list[str | None]) -> list[BuildPlan]:
-    """One resolved plan per (folding, P), widest P first; every point is validated before any is built."""
+def sweep_plans(base_opts: BuildOptions, acc_bits_list: list, foldings: list[str | None],
+                baseline: bool = True) -> list[BuildPlan]:
+    """One resolved plan per (folding, P), widest P first, and with ``baseline`` (A2Q/A2Q+ sweeps of a zoo
+    model) one build per folding of the ``baseline`` quantizer at the same bit widths with exact accumulators
+    (what FINN's own accumulator minimisation gives without A2Q). Every point is validated before any is built."""
     if not acc_bits_list:
         raise FlowError("give at least one accumulator width P to sweep (e.g. 32 16 12)", option="ps")
     base = replace(base_opts, acc_mode=base_opts.acc_mode or "target")
     ordered = sorted(set(acc_bits_list), key=lambda p: -1 if p is None else p, reverse=True)
-    return [resolve_plan(replace(base, acc_bits=p, folding=folding)) for folding in foldings for p in ordered]
+    plans = [resolve_plan(replace(base, acc_bits=p, folding=folding)) for folding in foldings for p in ordered]
+    if baseline and base.quantizer in ("a2q", "a2q+") and not base.onnx:
+        reference = replace(base, quantizer="baseline", acc_bits=None, acc_mode="exact", acc_bits_map=None)
+        plans += [resolve_plan(replace(reference, folding=folding)) for folding in foldings]
+    return plans
 
 
 def build_point(options: BuildOptions, return_files: bool = False) -> TaskOutput:
@@ -107,12 +153,13 @@ def failed_row(plan: BuildPlan, error: str) -> dict:
 
 
 def run_sweep(base_opts: BuildOptions, acc_bits_list: list, foldings: list[str | None], out_dir: Path,
-              log=default_log, workers: int | None = None, address: str | None = None) -> list[dict]:
+              log=default_log, workers: int | None = None, address: str | None = None,
+              baseline: bool = True) -> list[dict]:
     """Build ``base_opts`` for every P and folding, reusing finished points whose inputs are unchanged; the
     others run through :func:`flow.experiments.executor.run_tasks` (here, ``workers`` at a time on a local
     Ray instance, or on the cluster at ``address``). Writes the table and plots (rewritten as points finish,
     so an interrupted sweep leaves what it finished); a point that fails is a row with its error."""
-    plans = sweep_plans(base_opts, acc_bits_list, foldings)
+    plans = sweep_plans(base_opts, acc_bits_list, foldings, baseline=baseline)
     remote = bool(address or os.environ.get(ADDRESS_ENV))
     if remote and any(Path(plan.options.reports_root).is_absolute() for plan in plans):
         raise FlowError("a sweep on a cluster writes its reports below the working folder: give a relative "
@@ -120,7 +167,7 @@ def run_sweep(base_opts: BuildOptions, acc_bits_list: list, foldings: list[str |
     rows: dict[str, dict] = {}
     todo = []
     for index, plan in enumerate(plans, 1):
-        label = f"P={plan.acc_bits} folding={plan.folding_name or plan.options.folding or 'default'}"
+        label = point_label(plan)
         summary = reusable_summary(plan)
         if summary is not None:
             log(f"[sweep {index}/{len(plans)}] {label}: done before with the same inputs, reusing {plan.report_dir}")
@@ -165,6 +212,7 @@ def write_sweep(rows: list[dict], out_dir: Path) -> dict[str, Path]:
         writer = csv.DictWriter(f, fieldnames=ROW_FIELDS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
+    baselines = {str(row["folding"]): row for row in rows if row["quantizer"] == "baseline" and not row.get("error")}
     rows = [row for row in rows if not row.get("error") and row["acc_bits"] is not None]  # what can be plotted
     if not rows:
         paths.pop("png")
@@ -184,10 +232,25 @@ def write_sweep(rows: list[dict], out_dir: Path) -> dict[str, Path]:
                          label=f"{folding}: LUT (Yosys)")
             axes[1].plot(p_values, [row["acc_layers_ff_synth_ratio"] for row in members], marker="s",
                          label=f"{folding}: FF (Yosys)")
+        elif any(row.get("acc_layers_lut_model") for row in members):
+            axes[0].plot(p_values, [row["acc_layers_lut_model"] for row in members], marker="o",
+                         label=f"{folding}: LUT, resource model")
+            axes[0].plot(p_values, [row["acc_layers_ff_model"] for row in members], marker="s",
+                         label=f"{folding}: FF, resource model")
+            axes[1].plot(p_values, [row["acc_layers_lut_model_ratio"] for row in members], marker="o",
+                         label=f"{folding}: LUT (resource model)")
+            axes[1].plot(p_values, [row["acc_layers_ff_model_ratio"] for row in members], marker="s",
+                         label=f"{folding}: FF (resource model)")
         axes[0].plot(p_values, [row["acc_layers_lut"] for row in members], marker="^", linestyle="--",
                      label=f"{folding}: LUT, FINN estimate")
         axes[1].plot(p_values, [row["lut_ratio"] for row in members], marker="^", linestyle="--",
                      label=f"{folding}: LUT, FINN estimate (whole design)")
+        reference = baselines.get(folding, {})
+        figure = next((f"acc_layers_lut{sfx}" for sfx in ("_synth", "_model") if reference.get(f"acc_layers_lut{sfx}")),
+                      "acc_layers_lut")
+        if reference.get(figure):
+            axes[0].axhline(reference[figure], color="black", linestyle=":", lw=1,
+                            label=f"{folding}: baseline quantizer, FINN's minimised accumulators ({figure})")
         for ax in axes:
             ax.set_xticks(sorted({row["acc_bits"] for row in rows}))
     axes[0].set(title=f"{rows[0]['model']} ({rows[0]['quantizer']}): MVAU/VVAU + thresholding layers",

@@ -69,8 +69,11 @@ def layer_reports(model: ModelWrapper, sidecar: Sidecar, finn_report_dir: Path) 
             row.acc_source = decision.acc_source if decision else None
             if not _attr(inst, "noActivation") and len(node.input) > 2:
                 row.threshold_datatype = model.get_tensor_datatype(node.input[2]).name
+                row.thresholds = int(model.get_initializer(node.input[2]).shape[1])
         elif node.op_type.startswith("Thresholding"):
             row.threshold_datatype = model.get_tensor_datatype(node.input[1]).name
             row.input_datatype = inst.get_input_datatype(0).name
+            row.mh = _attr(inst, "NumChannels")
+            row.thresholds = _attr(inst, "numSteps")
         rows.append(row)
     return rows

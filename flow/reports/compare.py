@@ -1,7 +1,8 @@
 """Compare build reports: one row per ``summary.json``, written as CSV, Markdown and PNG plots.
 
 Resource columns take the best figures a build has: Vivado's (``*_vivado``), then open synthesis
-(``*_synth``), then FINN's estimate; ``resource_source`` says which.
+(``*_synth``), then the P-aware resource model (``*_model``), then FINN's estimate; ``resource_source`` says
+which.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ COLUMNS = ["build", "model", "width", "quantizer", "acc_bits", "board", "folding
 
 
 def best_total(totals: dict, key: str):
-    for suffix, source in (("_vivado", "vivado"), ("_synth", "open_synthesis"), ("", "finn_estimate")):
+    sources = (("_vivado", "vivado"), ("_synth", "open_synthesis"), ("_model", "resource_model"), ("", "finn_estimate"))
+    for suffix, source in sources:
         if totals.get(key + suffix) is not None:
             return totals[key + suffix], source
     return None, None

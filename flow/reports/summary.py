@@ -15,6 +15,8 @@ from pathlib import Path
 
 from flow.artifacts import FinnCheck, FinnOutcome, LayerReport, RtlsimCheck, Sidecar, Summary, write_text_atomic
 from flow.core.config import Board
+from flow.core.log import log
+from flow.core.resource_model import RESOURCE_MODEL_FILE, LayerShape, ResourceModel, bits_of
 
 ESTIMATE_NOTE = (
     "FINN analytical estimates. FINN reports 0 resources for FMPadding, Pool, UpsampleNearestNeighbour, "
@@ -56,6 +58,48 @@ def add_synthesis(rows: list[LayerReport], synth: dict | None, rtlsim: dict[str,
         row.rtlsim_check = (rtlsim or {}).get(row.name)
 
 
+def add_model_figures(rows: list[LayerReport], model: ResourceModel | None) -> None:
+    """Per MVAU/VVAU and Thresholding layer: ``lut_model``/``ff_model`` from the P-aware resource model and
+    their ``model_basis`` ("rtl_fit": the layer is the RTL the model was fitted to; "rtl_equivalent": an HLS
+    layer, figured as FINN's RTL MVU plus a Thresholding layer of its shape). Other layers get none."""
+    if model is None:
+        return
+    for row in rows:
+        kind = row.op_type.split("_")[0]
+        parts = []
+        if kind in ("MVAU", "VVAU") and bits_of(row.acc_datatype):
+            parts.append(LayerShape("mvau", pe=row.pe or 1, acc_bits=bits_of(row.acc_datatype), simd=row.simd or 1,
+                                    weight_bits=bits_of(row.weight_datatype) or 0, input_bits=row.input_bits or 0))
+        if row.thresholds and bits_of(row.threshold_datatype) and kind in ("MVAU", "VVAU", "Thresholding"):
+            parts.append(LayerShape("thresholding", pe=row.pe or 1, acc_bits=bits_of(row.threshold_datatype),
+                                    channels=row.mh or 1, thresholds=row.thresholds))
+        if not parts:
+            continue
+        figures = [model.predict(part) for part in parts]
+        row.lut_model = sum(f["lut"] for f in figures)
+        row.ff_model = sum(f["ff"] for f in figures)
+        row.model_basis = "rtl_fit" if row.op_type in ("MVAU_rtl", "Thresholding_rtl") else "rtl_equivalent"
+
+
+def model_totals(rows: list[LayerReport]) -> dict:
+    """Totals by the resource model: modelled layers' figures, FINN's LUT estimate for the other layers
+    (``lut_model``); FFs of the modelled layers only (``ff_model``)."""
+    if not any(row.lut_model is not None for row in rows):
+        return {}
+    return {
+        "lut_model": sum((row.lut_model if row.lut_model is not None else row.lut) or 0 for row in rows),
+        "ff_model": sum(row.ff_model or 0 for row in rows),
+    }
+
+
+def load_resource_model() -> ResourceModel | None:
+    """The calibrated model in build_configs/, or None (with a line saying so) when there is none."""
+    if not RESOURCE_MODEL_FILE.is_file():
+        log(f"[report] no resource model at {RESOURCE_MODEL_FILE} (make calibrate writes it): no lut_model figures")
+        return None
+    return ResourceModel.read(RESOURCE_MODEL_FILE)
+
+
 def synth_totals(rows: list[LayerReport]) -> dict:
     """Totals of the synthesized figures; layers without synthesis add FINN's estimate (LUT, BRAM, DSP)."""
     totals = {}
@@ -91,6 +135,7 @@ FIT_SOURCES = (
                 "dsp": "dsp_vivado"}),
     ("open_synthesis", {"lut": "lut_synth", "ff": "ff_synth", "bram18": "bram18_synth", "uram": "uram",
                         "dsp": "dsp_synth"}),
+    ("resource_model", {"lut": "lut_model", "ff": "ff_model", "bram18": "bram18", "uram": "uram", "dsp": "dsp"}),
     ("finn_estimate", {"lut": "lut", "bram18": "bram18", "uram": "uram", "dsp": "dsp"}),
 )
 
@@ -114,11 +159,13 @@ def fit_check(totals: dict, board: Board) -> dict:
 
 def make_summary(facts: BuildFacts, sidecar: Sidecar, finn: FinnOutcome, finn_check: FinnCheck,
                  synth: dict | None = None, rtlsim: dict[str, RtlsimCheck] | None = None,
-                 vivado: dict | None = None) -> Summary:
+                 vivado: dict | None = None, resource_model: ResourceModel | None = None) -> Summary:
     """The summary of one build from its artifacts."""
     rows = finn.layers
     add_synthesis(rows, synth, rtlsim)
+    add_model_figures(rows, resource_model)
     totals = estimate_totals(rows, finn.max_cycles, facts.board.clock_ns)
+    totals.update(model_totals(rows))
     if synth is not None:
         totals.update(synth_totals(rows))
     totals.update(vivado or {})

@@ -1,0 +1,141 @@
+"""A P-aware resource model of the layers whose cost depends on the accumulator width P.
+
+Where P costs hardware (see the README): an MVAU's accumulators and the adders and registers around them
+(PE x P bits), and a Thresholding layer's threshold memory and comparators ((2^N - 1) thresholds x P bits
+per channel, PE comparators each). The multipliers and the weight memory do not depend on P and are left to
+FINN's estimate (BRAM18, DSP) and to synthesis.
+
+Each figure is a combination (:data:`FORMS`) of a few structural features of the layer (below), fitted to
+open synthesis (Yosys ``synth_xilinx``) of FINN's own RTL over a grid of shapes: MVAU_rtl with its weights as
+a stream (the datapath alone), Thresholding_rtl whole. ``make calibrate`` runs the grid and writes the fit,
+the grid, the tool versions and the held-out errors to ``build_configs/resource_model.json``.
+
+Units: LUT sites and flip-flops. A layer that FINN keeps in HLS (thresholds inside the MVAU, 1-bit inputs)
+gets the figure its RTL form would have (MVAU datapath plus a Thresholding layer of the same shape), and
+says so in ``model_basis``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from flow.core.config import CONFIG_DIR
+from flow.core.errors import FlowError
+
+RESOURCE_MODEL_FILE = CONFIG_DIR / "resource_model.json"
+RESOURCE_MODEL_FORMAT = 1
+OPS = ("mvau", "thresholding")
+FIGURES = ("lut", "ff")
+
+
+@dataclass(frozen=True)
+class LayerShape:
+    """What the model reads of a layer. ``op``: "mvau" (datapath: PE rows of SIMD lanes) or "thresholding"
+    (``channels`` channels, ``thresholds`` per channel, each ``acc_bits`` wide, PE channels at a time)."""
+
+    op: str
+    pe: int
+    acc_bits: int
+    simd: int = 1
+    weight_bits: int = 0
+    input_bits: int = 0
+    channels: int = 0
+    thresholds: int = 0
+
+
+FEATURE_NAMES = {
+    "mvau": ("one", "pe_acc", "pe_simd", "pe_simd_operand_bits", "pe_simd_acc", "acc"),
+    "thresholding": ("one", "ln_acc", "ln_pe", "ln_thresholds", "ln_threshold_bits", "ln_pe_stages_acc"),
+}
+# "linear": figure = coefficients . features (non-negative coefficients); "log-linear": ln figure =
+# coefficients . features, a power law. FINN's RTL MVU is a sum of per-PE parts; its thresholding
+# (a binary-search pipeline of log2(thresholds + 1) stages reading threshold ROMs) is not.
+FORMS = {"mvau": "linear", "thresholding": "log-linear"}
+# the features each figure is fitted on (the others get coefficient 0): chosen by the errors on held-out shapes
+FIGURE_FEATURES = {
+    "mvau": {"lut": FEATURE_NAMES["mvau"], "ff": FEATURE_NAMES["mvau"]},
+    "thresholding": {"lut": ("one", "ln_acc", "ln_threshold_bits", "ln_pe_stages_acc"),
+                     "ff": ("one", "ln_pe", "ln_thresholds", "ln_pe_stages_acc")},
+}
+
+
+def features(shape: LayerShape) -> list[float]:
+    """The model's inputs for ``shape``, in the order of :data:`FEATURE_NAMES`."""
+    pe, p = shape.pe, shape.acc_bits
+    if shape.op == "mvau":
+        return [1.0, pe * p, pe * shape.simd, pe * shape.simd * (shape.weight_bits + shape.input_bits),
+                pe * shape.simd * p, p]
+    if shape.op == "thresholding":
+        stages = max(1, math.ceil(math.log2(shape.thresholds + 1)))
+        threshold_bits = shape.channels * shape.thresholds * p  # the threshold memory (a ROM)
+        return [1.0, math.log(p), math.log(pe), math.log(shape.thresholds), math.log(threshold_bits),
+                math.log(pe * stages * p)]
+    raise FlowError(f"no resource model for {shape.op!r}; valid: {', '.join(OPS)}")
+
+
+@dataclass
+class ResourceModel:
+    """Coefficients per op and figure (``coefficients[op][figure]``, one per feature), with what they were
+    fitted to: the Yosys family and versions, the grid, and the errors on held-out shapes."""
+
+    family: str
+    coefficients: dict
+    tools: dict = field(default_factory=dict)
+    grid: dict = field(default_factory=dict)
+    validation: dict = field(default_factory=dict)
+    format: int = RESOURCE_MODEL_FORMAT
+
+    def predict(self, shape: LayerShape) -> dict[str, int]:
+        """``{"lut": ..., "ff": ...}`` for ``shape`` (rounded to whole cells)."""
+        x = features(shape)
+        figures = {}
+        for figure in FIGURES:
+            value = sum(c * v for c, v in zip(self.coefficients[shape.op][figure], x))
+            figures[figure] = round(math.exp(value) if FORMS[shape.op] == "log-linear" else value)
+        return figures
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    @classmethod
+    def read(cls, path: Path = RESOURCE_MODEL_FILE) -> ResourceModel:
+        try:
+            data = json.loads(Path(path).read_text())
+            model = cls(**data)
+        except (OSError, ValueError, TypeError) as err:
+            raise FlowError(f"resource model {path} is unreadable ({err}); `make calibrate` writes it") from err
+        if model.format != RESOURCE_MODEL_FORMAT:
+            raise FlowError(f"resource model {path} has format {model.format}, expected {RESOURCE_MODEL_FORMAT}; "
+                            f"run `make calibrate`")
+        for op in OPS:
+            for figure in FIGURES:
+                if len(model.coefficients.get(op, {}).get(figure, [])) != len(FEATURE_NAMES[op]):
+                    raise FlowError(f"resource model {path}: {op} {figure} needs {len(FEATURE_NAMES[op])} "
+                                    f"coefficients; run `make calibrate`")
+        return model
+
+
+def validation_table(validation: dict) -> str:
+    """The model's errors against synthesis as a Markdown table (held-out shapes first)."""
+    lines = ["| set | op | figure | points | median abs error | worst abs error | worst P=32->P ratio error |",
+             "|---|---|---|---|---|---|---|"]
+    for subset in ("held_out", "fit"):
+        for op, by_figure in validation.get(subset, {}).items():
+            for figure, e in by_figure.items():
+                cells = [e["median_abs_error"], e["worst_abs_error"], e["worst_reduction_ratio_error"]]
+                text = ["-" if c is None else f"{100 * c:.1f} %" for c in cells]
+                lines.append(f"| {subset} | {op} | {figure} | {e['points']} | " + " | ".join(text) + " |")
+    return "\n".join(lines)
+
+
+def bits_of(datatype: str | None) -> int | None:
+    """The bit width of a FINN/qonnx datatype name (INT12 -> 12, UINT4 -> 4, BIPOLAR/BINARY -> 1)."""
+    if not datatype:
+        return None
+    if datatype in ("BIPOLAR", "BINARY", "TERNARY"):
+        return 1 if datatype != "TERNARY" else 2
+    digits = "".join(ch for ch in datatype if ch.isdigit())
+    return int(digits) if digits and not datatype.startswith("FLOAT") else None

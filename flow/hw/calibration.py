@@ -1,0 +1,200 @@
+"""Calibration of the P-aware resource model (:mod:`flow.core.resource_model`) by open synthesis of FINN's
+own RTL over a grid of layer shapes, each at several accumulator widths P.
+
+Shapes are split by shape (never by P) into a fit set and a held-out set, so the held-out errors and the
+P=32 -> P reduction ratios are those of shapes the fit never saw. Synthesis results are cached
+(``flow.hw.synth``), so a rerun only synthesizes what changed.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import itertools
+import random
+import statistics
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy.optimize import nnls
+
+from flow.core.errors import FlowError
+from flow.core.log import log
+from flow.core.resource_model import (
+    FEATURE_NAMES,
+    FIGURE_FEATURES,
+    FIGURES,
+    FORMS,
+    OPS,
+    LayerShape,
+    ResourceModel,
+    features,
+)
+from flow.hw.synth import (
+    SynthJob,
+    generate_layer_hdl,
+    make_mvau_model,
+    make_thresholding_model,
+    synthesize_layers,
+    yosys_family_for_part,
+    yosys_version,
+)
+
+CALIBRATION_PART = "xc7z020clg400-1"  # 7-series, the family of the default board
+ACC_BITS_GRID = (12, 16, 24, 32)
+
+
+@dataclass(frozen=True)
+class GridShape:
+    """One layer shape of the grid; each is synthesized at every P of :data:`ACC_BITS_GRID`."""
+
+    op: str
+    pe: int
+    simd: int = 1
+    weight_bits: int = 0
+    input_bits: int = 0
+    channels: int = 0
+    thresholds: int = 0
+
+    def at(self, acc_bits: int) -> LayerShape:
+        return LayerShape(op=self.op, pe=self.pe, acc_bits=acc_bits, simd=self.simd, weight_bits=self.weight_bits,
+                          input_bits=self.input_bits, channels=self.channels, thresholds=self.thresholds)
+
+
+def default_grid(mvau_shapes: int = 14, thresholding_shapes: int = 20, seed: int = 0) -> list[GridShape]:
+    """A seeded sample of the shapes the zoo's layers have: PE 1-16, SIMD 1-32, 4- and 8-bit operands,
+    1/3/15 thresholds per channel over 16-256 channels."""
+    rng = random.Random(seed)
+    mvau = [GridShape("mvau", pe, simd, bits, bits)
+            for pe, simd, bits in itertools.product((1, 2, 4, 8, 16), (1, 2, 4, 8, 16, 32), (4, 8))]
+    thresholding = [GridShape("thresholding", pe, channels=channels, thresholds=thresholds)
+                    for pe, channels, thresholds in itertools.product((1, 2, 4, 8, 16), (16, 64, 256), (1, 3, 15))]
+    return rng.sample(mvau, mvau_shapes) + rng.sample(thresholding, thresholding_shapes)
+
+
+def layer_model(shape: LayerShape, seed: int = 0):
+    """A one-node FINN model of ``shape`` (MVAU: MW = 8 SIMD, MH = 4 PE; thresholds random and sorted)."""
+    rng = np.random.default_rng(seed)
+    if shape.op == "mvau":
+        top = 2 ** (shape.weight_bits - 1) - 1  # narrow range: what FINN's 7-series RTL MVU takes
+        weights = rng.integers(-top, top + 1, size=(8 * shape.simd, 4 * shape.pe))
+        return make_mvau_model(weights, f"INT{shape.input_bits}", f"INT{shape.weight_bits}", f"INT{shape.acc_bits}",
+                               pe=shape.pe, simd=shape.simd, fpgapart=CALIBRATION_PART)
+    bound = 2 ** (shape.acc_bits - 1) - 1
+    thresholds = np.sort(rng.integers(-bound, bound, size=(shape.channels, shape.thresholds)), axis=1)
+    out_bits = max(1, int(np.ceil(np.log2(shape.thresholds + 1))))
+    return make_thresholding_model(thresholds, f"INT{shape.acc_bits}", output_dtype=f"UINT{out_bits}", pe=shape.pe,
+                                   fpgapart=CALIBRATION_PART)
+
+
+def synthesize_grid(points: list[LayerShape], work_dir: Path, cache_dir: Path, workers: int | None = None) -> list[dict]:
+    """Synthesize every point (FINN code generation, then Yosys in parallel); results in point order."""
+    jobs = []
+    for index, point in enumerate(points):
+        model = layer_model(point)
+        node = model.graph.node[0]
+        expected = "MVAU_rtl" if point.op == "mvau" else "Thresholding_rtl"
+        if node.op_type != expected:
+            raise FlowError(f"calibration point {point} became {node.op_type}, not {expected}")
+        hdl_dir = generate_layer_hdl(model, node, work_dir / f"point_{index}", fpgapart=CALIBRATION_PART,
+                                     with_weight_memory=False)
+        jobs.append(SynthJob(hdl_dir, part_family=yosys_family_for_part(CALIBRATION_PART), cache_dir=cache_dir,
+                             name=f"{point.op} PE{point.pe} SIMD{point.simd} P{point.acc_bits}"))
+    return synthesize_layers(jobs, workers=workers, log=log, keep_going=True)
+
+
+def fit_coefficients(points: list[LayerShape], measured: list[dict]) -> dict:
+    """Per op and figure: non-negative least squares on relative error (every point weighs the same) for a
+    linear op, least squares on the logarithms for a log-linear one (:data:`FORMS`)."""
+    coefficients = {}
+    for op in OPS:
+        rows = [(features(p), m) for p, m in zip(points, measured) if p.op == op]
+        if not rows:
+            raise FlowError(f"no calibration point of {op}")
+        coefficients[op] = {}
+        for figure in FIGURES:
+            used = [FEATURE_NAMES[op].index(name) for name in FIGURE_FEATURES[op][figure]]
+            x = np.array([[r[0][i] for i in used] for r in rows])
+            y = np.array([max(r[1][f"{figure}_synth"], 1) for r in rows], dtype=float)
+            if FORMS[op] == "log-linear":
+                solution = np.linalg.lstsq(x, np.log(y), rcond=None)[0]
+            else:
+                solution, _ = nnls(x / y[:, None], np.ones(len(y)))
+            full = [0.0] * len(FEATURE_NAMES[op])
+            for i, c in zip(used, solution):
+                full[i] = float(c)
+            coefficients[op][figure] = full
+    return coefficients
+
+
+def validation_errors(model: ResourceModel, points: list[LayerShape], measured: list[dict]) -> dict:
+    """Per op and figure: median and worst absolute relative error, and the worst error of the P=32 -> P
+    reduction ratio (model vs synthesis) over the shapes in ``points``."""
+    errors = {}
+    for op in OPS:
+        pairs = [(p, m) for p, m in zip(points, measured) if p.op == op]
+        errors[op] = {}
+        for figure in FIGURES:
+            relative = [abs(model.predict(p)[figure] - m[f"{figure}_synth"]) / max(m[f"{figure}_synth"], 1)
+                        for p, m in pairs]
+            at_32 = {_shape_key(p): (model.predict(p)[figure], m[f"{figure}_synth"]) for p, m in pairs if p.acc_bits == 32}
+            ratio_errors = []
+            for p, m in pairs:
+                wide = at_32.get(_shape_key(p))
+                if wide is None or p.acc_bits == 32:
+                    continue
+                model_ratio = wide[0] / max(model.predict(p)[figure], 1)
+                synth_ratio = wide[1] / max(m[f"{figure}_synth"], 1)
+                ratio_errors.append(abs(model_ratio - synth_ratio) / synth_ratio)
+            errors[op][figure] = {
+                "points": len(relative),
+                "median_abs_error": round(statistics.median(relative), 4) if relative else None,
+                "worst_abs_error": round(max(relative), 4) if relative else None,
+                "worst_reduction_ratio_error": round(max(ratio_errors), 4) if ratio_errors else None,
+            }
+    return errors
+
+
+def _shape_key(point: LayerShape) -> tuple:
+    return (point.op, point.pe, point.simd, point.weight_bits, point.input_bits, point.channels, point.thresholds)
+
+
+def calibrate(work_dir: Path, cache_dir: Path, held_out_fraction: float = 0.25, seed: int = 0,
+              grid: list[GridShape] | None = None, workers: int | None = None) -> ResourceModel:
+    """Synthesize the grid, fit on most shapes, measure the errors on the held-out shapes, return the model."""
+    grid = list(grid or default_grid(seed=seed))
+    rng = random.Random(seed)
+    held_out = set()
+    for op in OPS:
+        shapes = [g for g in grid if g.op == op]
+        held_out |= set(rng.sample(shapes, max(1, round(held_out_fraction * len(shapes)))))
+    # FINN's RTL MVU refuses an accumulator narrower than one product (mvu.sv elaboration check)
+    points = [g.at(p) for g in grid for p in ACC_BITS_GRID if g.op != "mvau" or p > g.weight_bits + g.input_bits]
+    log(f"[calibrate] {len(points)} layers ({len(grid)} shapes x P {ACC_BITS_GRID}), {len(held_out)} shapes held out")
+    measured = synthesize_grid(points, Path(work_dir), Path(cache_dir), workers=workers)
+    failed = [(p, m["error"].splitlines()[0]) for p, m in zip(points, measured) if "error" in m]
+    for point, reason in failed:
+        log(f"[calibrate] left out {point}: {reason}")
+    kept = [(p, m) for p, m in zip(points, measured) if "error" not in m]
+    if not kept:
+        raise FlowError("every calibration point failed to synthesize")
+    points, measured = [p for p, _ in kept], [m for _, m in kept]
+    is_held_out = [GridShape(**{k: v for k, v in asdict(p).items() if k != "acc_bits"}) in held_out for p in points]
+    fit_points = [p for p, h in zip(points, is_held_out) if not h]
+    fit_measured = [m for m, h in zip(measured, is_held_out) if not h]
+    model = ResourceModel(
+        family=yosys_family_for_part(CALIBRATION_PART),
+        coefficients=fit_coefficients(fit_points, fit_measured),
+        tools={"yosys": yosys_version(), "finn-plus": importlib.metadata.version("finn-plus"),
+               "part": CALIBRATION_PART},
+        grid={"acc_bits": list(ACC_BITS_GRID), "features": {op: list(FEATURE_NAMES[op]) for op in OPS}, "forms": FORMS,
+              "shapes": [asdict(g) | {"held_out": g in held_out} for g in grid],
+              "measured": [asdict(p) | {f"{f}_synth": m[f"{f}_synth"] for f in FIGURES}
+                           for p, m in zip(points, measured)]},
+    )
+    model.validation = {
+        "held_out": validation_errors(model, [p for p, h in zip(points, is_held_out) if h],
+                                      [m for m, h in zip(measured, is_held_out) if h]),
+        "fit": validation_errors(model, fit_points, fit_measured),
+    }
+    return model

@@ -1,0 +1,86 @@
+"""The P-aware resource model: its figures on a build's layers, its file, and its error against synthesis on
+shapes the fit never saw (build_configs/resource_model.json, written by `make calibrate`)."""
+
+import json
+
+import pytest
+
+import flow.hw.synth as synth
+from flow.artifacts import LayerReport
+from flow.core.errors import FlowError
+from flow.core.resource_model import RESOURCE_MODEL_FILE, LayerShape, ResourceModel
+from flow.hw.calibration import layer_model
+from flow.reports.summary import add_model_figures, model_totals
+
+MODEL = ResourceModel.read()
+
+
+def mvau_row(op_type, acc_bits, threshold_bits=None):
+    return LayerReport(name=f"{op_type}_0", op_type=op_type, mw=288, mh=64, pe=8, simd=16, weight_datatype="INT4",
+                       input_bits=4, acc_datatype=f"INT{acc_bits}", lut=1000, bram18=4, dsp=0,
+                       threshold_datatype=f"INT{threshold_bits}" if threshold_bits else None,
+                       thresholds=15 if threshold_bits else None)
+
+
+def test_layers_get_figures_that_follow_p_and_say_their_basis():
+    rows = {p: [mvau_row("MVAU_hls", p, p), mvau_row("MVAU_rtl", p),
+                LayerReport(name="Thresholding_rtl_0", op_type="Thresholding_rtl", mh=64, pe=8, thresholds=15,
+                            threshold_datatype=f"INT{p}", lut=200),
+                LayerReport(name="Pool_0", op_type="Pool_hls", lut=50)] for p in (32, 16)}
+    for layers in rows.values():
+        add_model_figures(layers, MODEL)
+    hls, rtl, thresholding, pool = rows[16]
+    assert (hls.model_basis, rtl.model_basis, thresholding.model_basis, pool.model_basis) == \
+        ("rtl_equivalent", "rtl_fit", "rtl_fit", None)
+    # an HLS MVAU with its thresholds inside is figured as the RTL MVU plus a Thresholding layer of its shape
+    assert hls.lut_model == rtl.lut_model + thresholding.lut_model and hls.ff_model == rtl.ff_model + thresholding.ff_model
+    for narrow, wide in zip(rows[16][:3], rows[32][:3]):
+        assert narrow.lut_model < wide.lut_model and narrow.ff_model < wide.ff_model
+    totals = model_totals(rows[16])
+    assert totals["lut_model"] == hls.lut_model + rtl.lut_model + thresholding.lut_model + 50  # FINN's for the pool
+    assert totals["ff_model"] == hls.ff_model + rtl.ff_model + thresholding.ff_model
+
+
+def test_a_damaged_model_file_is_one_clear_error(tmp_path):
+    data = json.loads(RESOURCE_MODEL_FILE.read_text())
+    data["coefficients"]["mvau"]["lut"] = data["coefficients"]["mvau"]["lut"][:-1]
+    (tmp_path / "m.json").write_text(json.dumps(data))
+    with pytest.raises(FlowError, match=r"m.json: mvau lut needs \d+ coefficients; run `make calibrate`"):
+        ResourceModel.read(tmp_path / "m.json")
+    (tmp_path / "e.json").write_text("")
+    with pytest.raises(FlowError, match="e.json is unreadable"):
+        ResourceModel.read(tmp_path / "e.json")
+
+
+def held_out_points():
+    """The cheapest held-out shape of each op, at P=16 and P=32."""
+    shapes = [s for s in MODEL.grid["shapes"] if s["held_out"]]
+    chosen = []
+    for op in ("mvau", "thresholding"):
+        shape = min((s for s in shapes if s["op"] == op), key=lambda s: s["pe"] * max(s["simd"], s["thresholds"]))
+        chosen += [LayerShape(**{k: v for k, v in shape.items() if k != "held_out"}, acc_bits=p) for p in (16, 32)]
+    return chosen
+
+
+def test_the_model_matches_synthesis_on_held_out_shapes(tmp_path):
+    """Fresh Yosys runs on shapes the fit never saw reproduce the errors the model file claims for them (its
+    worst held-out errors per op and figure), and stay within the 25 % target for each figure."""
+    synth.warmup()
+    measured = {}
+    for index, point in enumerate(held_out_points()):
+        model = layer_model(point)
+        hdl = synth.generate_layer_hdl(model, model.graph.node[0], tmp_path / str(index), with_weight_memory=False)
+        measured[point] = synth.synthesize_layer(hdl, part_family="xc7")
+    claimed = MODEL.validation["held_out"]
+    for point, result in measured.items():
+        predicted = MODEL.predict(point)
+        for figure in ("lut", "ff"):
+            error = abs(predicted[figure] - result[f"{figure}_synth"]) / result[f"{figure}_synth"]
+            assert error <= min(0.25, claimed[point.op][figure]["worst_abs_error"] + 0.005), (point, figure, error)
+    points = list(measured)
+    for narrow, wide in zip(points[0::2], points[1::2]):
+        for figure in ("lut", "ff"):
+            synth_ratio = measured[wide][f"{figure}_synth"] / measured[narrow][f"{figure}_synth"]
+            model_ratio = MODEL.predict(wide)[figure] / MODEL.predict(narrow)[figure]
+            error = abs(model_ratio - synth_ratio) / synth_ratio
+            assert error <= claimed[narrow.op][figure]["worst_reduction_ratio_error"] + 0.005, (narrow, figure, error)
