@@ -25,19 +25,21 @@ def test_grid_points_give_baseline_no_p():
 def test_tiny_grid_trains_builds_and_is_read_back(tmp_path, fashion_mnist):
     base = BuildOptions(model="linear", max_steps_per_epoch=8, synth=False, rtlsim=False,
                         reports_root=tmp_path / "reports", work_root=tmp_path / "work", checkpoint_root=tmp_path / "ckpt")
-    grid = ParetoGrid(quantizers=("a2q", "baseline"), acc_bits=(14,), bits=(8,), epochs=1)
+    # the post-training point quantizes a float checkpoint the grid trains once
+    grid = ParetoGrid(quantizers=("a2q", "baseline", "axe-gptq"), acc_bits=(14,), bits=(8,), epochs=1)
     lines = []
     rows = run_pareto(base, grid, tmp_path / "pareto", log=lines.append)
-    assert [(row["quantizer"], row["acc_bits"]) for row in rows] == [("a2q", 14), ("baseline", None)]
+    assert [(row["quantizer"], row["acc_bits"]) for row in rows] == [("a2q", 14), ("baseline", None), ("axe-gptq", 14)]
     assert all(row["error"] is None and row["lut"] > 0 and 10.0 < row["quality"] <= 100.0 for row in rows)
-    assert rows[0]["quality_metric"] == "top-1 %" and rows[0]["lut_source"]
+    assert rows[0]["quality_metric"] == "top-1 %" and rows[0]["lut_source"] == "resource_model"
+    assert len(list((tmp_path / "ckpt").glob("linear_float_*.pt"))) == 1
     table = json.loads((tmp_path / "pareto" / "pareto.json").read_text())
     assert [row["build"] for row in table] == [row["build"] for row in rows]
     assert (tmp_path / "pareto" / "pareto.png").read_bytes()[:4] == b"\x89PNG"
     # rerun: both checkpoints and both builds are read back, the table is the same
     lines.clear()
     again = run_pareto(base, grid, tmp_path / "pareto", log=lines.append)
-    assert sum("trained and built before with the same inputs" in line for line in lines) == 2
+    assert sum("trained and built before with the same inputs" in line for line in lines) == 3
     assert again == rows
 
 

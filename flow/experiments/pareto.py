@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from flow.artifacts import Summary, write_text_atomic
+from flow.core import accumulator as acc
 from flow.core.errors import FlowError
 from flow.core.log import log as default_log
 from flow.experiments.executor import Task, TaskOutput, run_tasks
@@ -24,6 +25,8 @@ from flow.experiments.sweep import reusable_summary
 from flow.options import BuildOptions, BuildPlan, resolve_plan
 from flow.pipeline import build, checkpoint_for, ensure_checkpoint
 from flow.reports.compare import best_total, pareto_front
+from models.quant import AXE_QUANTIZERS
+from models.registry import get_model_spec
 
 # Published anchors: Brevitas's A2Q example README, ResNet18 W4A4 on CIFAR-10 (top-1 %, by P)
 ANCHORS = {
@@ -62,8 +65,10 @@ class ParetoGrid:
 
 # Defaults that finish on this machine (2 cores) in about an hour each, and still show a frontier.
 DEFAULT_GRIDS = {
-    "linear": ParetoGrid(quantizers=("a2q", "a2q+", "baseline"), acc_bits=(19, 16, 14, 12, 10), bits=(8, 4)),
-    "espcn": ParetoGrid(quantizers=("a2q", "a2q+", "baseline"), acc_bits=(16, 13, 11), bits=(4, 8), epochs=4),
+    "linear": ParetoGrid(quantizers=("a2q", "a2q+", "baseline", "axe-gptq"), acc_bits=(19, 16, 14, 12, 10),
+                         bits=(8, 4)),
+    "espcn": ParetoGrid(quantizers=("a2q", "a2q+", "baseline", "axe-gptq"), acc_bits=(16, 13, 11), bits=(4, 8),
+                        epochs=4),
     "resnet18": ParetoGrid(quantizers=("a2q", "a2q+", "baseline"), acc_bits=(16, 14, 12), bits=(4,), width=0.125,
                            epochs=2),
     "mobilenetv1": ParetoGrid(quantizers=("a2q", "a2q+", "baseline"), acc_bits=(16, 14, 12), bits=(4,), width=0.125,
@@ -80,16 +85,30 @@ def point_options(base: BuildOptions, quantizer: str, acc_bits: int | None, bits
                    epochs=base.epochs if base.epochs is not None else grid.epochs)
 
 
-def pareto_plans(base: BuildOptions, grid: ParetoGrid) -> list[BuildPlan]:
-    """Every point of ``grid`` resolved (and so validated) before any is trained or built."""
+def pareto_plans(base: BuildOptions, grid: ParetoGrid, start: str | None = None) -> list[BuildPlan]:
+    """Every point of ``grid`` resolved (and so validated) before any is trained or built. ``start``: the
+    float checkpoint that post-training points (AXE) quantize, and that every point starts from where the
+    model's entry says so; without it, post-training points are validated as if it were given."""
     fixed_input = base.model == "linear"  # binarized pixels: 1-bit inputs whatever the grid says
-    return [resolve_plan(point_options(base, quantizer, p, bits, grid, fixed_input))
-            for quantizer, p, bits in grid.points()]
+    plans = []
+    for quantizer, p, bits in grid.points():
+        options = point_options(base, quantizer, p, bits, grid, fixed_input)
+        post_training = quantizer in AXE_QUANTIZERS
+        if start and (post_training or get_model_spec(base.model).init_from_float):
+            options = replace(options, init_checkpoint=start)
+        elif post_training:  # its float checkpoint is trained after every point is validated
+            reference = resolve_plan(replace(options, quantizer="baseline", acc_bits=None))
+            acc.check_acc_bits(p, reference.weight_bits, reference.act_bits, input_signed=False)
+            continue
+        plans.append(resolve_plan(options))
+    return plans
 
 
-def float_start(base: BuildOptions, grid: ParetoGrid, plan: BuildPlan) -> str | None:
-    """The float checkpoint the model's quantized training starts from, trained once (None: from scratch)."""
-    if not plan.spec.init_from_float or base.init_checkpoint:
+def float_start(base: BuildOptions, grid: ParetoGrid) -> str | None:
+    """The float checkpoint that quantized training starts from (where the model's entry says so) and that
+    post-training quantizers quantize, trained once (None: no point needs one)."""
+    needed = get_model_spec(base.model).init_from_float or any(q in AXE_QUANTIZERS for q in grid.quantizers)
+    if not needed or base.init_checkpoint:
         return base.init_checkpoint
     float_plan = resolve_plan(replace(base, quantizer="float", acc_bits=None, width=grid.width, weight_bits=None,
                                       act_bits=None, epochs=base.epochs or grid.epochs), training=True)
@@ -135,12 +154,11 @@ def mark_frontiers(rows: list[dict]) -> None:
 def run_pareto(base: BuildOptions, grid: ParetoGrid, out_dir: Path, log=default_log, workers: int | None = None,
                address: str | None = None) -> list[dict]:
     """Train and build every point of ``grid`` (reusing what is done), then write the table and plot."""
-    plans = pareto_plans(base, grid)
-    if not plans:
+    if not grid.points():
         raise FlowError("the grid has no point", option="ps")
-    start = float_start(base, grid, plans[0])
-    if start:  # every quantized point fine-tunes the same float weights
-        plans = [resolve_plan(replace(plan.options, init_checkpoint=start)) for plan in plans]
+    pareto_plans(base, grid)  # validates every point before the float checkpoint is trained
+    start = float_start(base, grid)
+    plans = pareto_plans(base, grid, start)
     by_tag = {plan.tag: plan for plan in plans}
     rows: dict[str, dict] = {}
     todo = []
