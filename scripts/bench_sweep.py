@@ -31,7 +31,7 @@ def timed_sweep(workers: int | None) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         base = BuildOptions(epochs=1, max_steps_per_epoch=60, synth=False, rtlsim=False, **roots(Path(tmp)))
         started = time.perf_counter()
-        rows = run_sweep(base, PS, [None], Path(tmp) / "sweep", log=lambda line: None, workers=workers)
+        rows = run_sweep(base, PS, [None], Path(tmp) / "sweep", log=lambda line: None, workers=workers, baseline=False)
         seconds = time.perf_counter() - started
     failed = [row["build"] for row in rows if row.get("error")]
     if failed:
