@@ -55,7 +55,7 @@ BUILD_ARGS = $(MODEL_ARGS) $(call opt,--board,$(BOARD)) $(call opt,--folding,$(F
              $(call opt,--outputs,$(OUTPUTS)) $(call opt,--synth,$(SYNTH)) $(call opt,--rtlsim,$(RTLSIM)) \
              $(if $(filter 1 yes true on,$(ALLOW_UNMATCHED_SIDECAR)),--allow-unmatched-sidecar) $(call opt,--steps,$(STEPS))
 
-.PHONY: setup data build train sweep pareto overflow calibrate compare deploy test test-all models boards clean
+.PHONY: setup data build train sweep pareto overflow calibrate compare deploy test test-all mutation models boards clean
 
 setup: $(STAMP) $(PROJECT) data
 
@@ -141,6 +141,14 @@ test: setup
 
 test-all: setup
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+
+# Mutation testing of the accumulator arithmetic (pyproject.toml [tool.mutmut]): hw_reports/mutation/report.md
+mutation: setup
+	rm -rf mutants
+	$(PY) -m mutmut run
+	mkdir -p hw_reports/mutation
+	$(PY) scripts/mutation_report.py > hw_reports/mutation/report.md
+	@cat hw_reports/mutation/report.md
 
 clean:
 	rm -rf build
