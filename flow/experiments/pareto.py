@@ -181,10 +181,12 @@ def run_pareto(base: BuildOptions, grid: ParetoGrid, out_dir: Path, log=default_
             log(f"[pareto] {result.key} failed: {result.error}")
         write_pareto([rows[p.tag] for p in plans if p.tag in rows], out_dir, base.model)
 
+    every = base.init_checkpoint or get_model_spec(base.model).init_from_float
+    start_user = "all points" if every else "the post-training points"
     tasks = [Task(key=plan.tag, function=pareto_point, kwargs={"options": plan.options},
                   num_gpus=1 if plan.options.device.startswith("cuda") else 0) for plan in todo]
     log(f"[pareto] {base.model}: {len(tasks)} points ({', '.join(grid.quantizers)}; P {list(grid.acc_bits)}; "
-        f"bits {list(grid.bits)}){' from the float checkpoint ' + start if start else ''}")
+        f"bits {list(grid.bits)})" + (f"; {start_user} start from the float checkpoint {start}" if start else ""))
     if tasks:
         run_tasks(tasks, workers=workers, address=address, on_result=finished, description="trade-off points")
     final = [rows[plan.tag] for plan in plans if plan.tag in rows]

@@ -21,6 +21,8 @@ def best_total(totals: dict, key: str):
     sources = (("_vivado", "vivado"), ("_synth", "open_synthesis"), ("_model", "resource_model"), ("", "finn_estimate"))
     for suffix, source in sources:
         if totals.get(key + suffix) is not None:
+            if suffix == "_synth":  # layers that were not synthesized add FINN's estimate: say so
+                source = totals.get("synth_resource_source", source)
             return totals[key + suffix], source
     return None, None
 
