@@ -5,8 +5,9 @@ one thing: float32 sums in a different order can put a value that lies on a roun
 on the other side of it, and that quantizer's output then differs by one step. Such flips are rare and
 machine-dependent (thread count, SIMD width). :func:`compare_quantized` therefore compares in units of
 the output quantizer's step: every element must agree to within one step, and at most
-:data:`TIE_FLIP_FRACTION` of the elements (rounded down) may differ by that one step. A wrong export or
-graph rewrite changes many elements or changes them by more than a step.
+:data:`TIE_FLIP_FRACTION` of the elements (rounded down, but at least one: a small output, such as 8 samples
+of 10 logits, can meet one tie) may differ by that one step. A wrong export or graph rewrite changes many
+elements or changes them by more than a step.
 """
 
 from __future__ import annotations
@@ -59,6 +60,6 @@ def compare_quantized(produced: np.ndarray, expected: np.ndarray, step: float | 
     off_grid = np.abs(in_steps - whole) > STEP_TOLERANCE
     one_step = int(np.count_nonzero((whole == 1) & ~off_grid))
     mismatches = int(np.count_nonzero((whole != 0) | off_grid))
-    allowed = int(TIE_FLIP_FRACTION * elements)
+    allowed = max(1, int(TIE_FLIP_FRACTION * elements))
     passed = not off_grid.any() and whole.max(initial=0) <= 1 and one_step <= allowed
     return OutputComparison(max_abs_diff, elements, mismatches, one_step, allowed, float(step), bool(passed))
