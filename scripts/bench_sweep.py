@@ -1,7 +1,8 @@
 """Benchmark of the sweep engine, printed side by side from one run (machines here are shared and noisy).
 
-1. The same 6-point sweep (the linear classifier, P = 16..11, each point a short training and a build),
-   run one point after another and with ``workers=2`` on a local Ray instance, each from empty folders.
+1. The same 6-point sweep (ResNet18 at full width, P = 16..11, each point a build of about 40 s), run one
+   point after another and with ``workers=2`` on a local Ray instance, each from empty folders. (Points of
+   a few seconds, like the linear classifier's, do not pay for starting Ray and its worker processes.)
 2. A ResNet18 build at the default width and board, then a point that differs only in its folding
    (another target throughput): the second reuses the export, the graph before folding and the check.
 
@@ -29,7 +30,7 @@ def roots(folder: Path) -> dict:
 
 def timed_sweep(workers: int | None) -> float:
     with tempfile.TemporaryDirectory() as tmp:
-        base = BuildOptions(epochs=1, max_steps_per_epoch=60, synth=False, rtlsim=False, **roots(Path(tmp)))
+        base = BuildOptions(model="resnet18", **roots(Path(tmp)))
         started = time.perf_counter()
         rows = run_sweep(base, PS, [None], Path(tmp) / "sweep", log=lambda line: None, workers=workers, baseline=False)
         seconds = time.perf_counter() - started
@@ -59,7 +60,7 @@ def main(argv=None) -> int:
     if not args.skip_sweep:
         sequential = timed_sweep(None)
         parallel = timed_sweep(2)
-        lines += [f"6-point sweep (linear, P {PS[0]}..{PS[-1]}): one after another {sequential:.1f} s, "
+        lines += [f"6-point sweep (ResNet18, P {PS[0]}..{PS[-1]}): one after another {sequential:.1f} s, "
                   f"workers=2 {parallel:.1f} s (x{sequential / parallel:.2f})"]
     if not args.skip_resnet:
         full, folding_only = timed_resnet18()

@@ -217,30 +217,20 @@ def write_sweep(rows: list[dict], out_dir: Path) -> dict[str, Path]:
     if not rows:
         paths.pop("png")
         return paths
-    synthesized = any(row.get("acc_layers_lut_synth") for row in rows)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     widest = max(row["acc_bits"] for row in rows)
     for folding in sorted({str(row["folding"]) for row in rows}):
         members = sorted((row for row in rows if str(row["folding"]) == folding), key=lambda row: row["acc_bits"])
         p_values = [row["acc_bits"] for row in members]
-        if synthesized:
-            axes[0].plot(p_values, [row["acc_layers_lut_synth"] for row in members], marker="o",
-                         label=f"{folding}: LUT, Yosys synthesis")
-            axes[0].plot(p_values, [row["acc_layers_ff_synth"] for row in members], marker="s",
-                         label=f"{folding}: FF, Yosys synthesis")
-            axes[1].plot(p_values, [row["acc_layers_lut_synth_ratio"] for row in members], marker="o",
-                         label=f"{folding}: LUT (Yosys)")
-            axes[1].plot(p_values, [row["acc_layers_ff_synth_ratio"] for row in members], marker="s",
-                         label=f"{folding}: FF (Yosys)")
-        elif any(row.get("acc_layers_lut_model") for row in members):
-            axes[0].plot(p_values, [row["acc_layers_lut_model"] for row in members], marker="o",
-                         label=f"{folding}: LUT, resource model")
-            axes[0].plot(p_values, [row["acc_layers_ff_model"] for row in members], marker="s",
-                         label=f"{folding}: FF, resource model")
-            axes[1].plot(p_values, [row["acc_layers_lut_model_ratio"] for row in members], marker="o",
-                         label=f"{folding}: LUT (resource model)")
-            axes[1].plot(p_values, [row["acc_layers_ff_model_ratio"] for row in members], marker="s",
-                         label=f"{folding}: FF (resource model)")
+        # Yosys's figures and the resource model's, each where the points have them (both: they can be compared)
+        for suffix, source, style in (("_synth", "Yosys synthesis", "-"), ("_model", "resource model", "-.")):
+            if not any(row.get(f"acc_layers_lut{suffix}") for row in members):
+                continue
+            for figure, marker in (("lut", "o"), ("ff", "s")):
+                axes[0].plot(p_values, [row[f"acc_layers_{figure}{suffix}"] for row in members], marker=marker,
+                             linestyle=style, label=f"{folding}: {figure.upper()}, {source}")
+                axes[1].plot(p_values, [row[f"acc_layers_{figure}{suffix}_ratio"] for row in members], marker=marker,
+                             linestyle=style, label=f"{folding}: {figure.upper()} ({source})")
         axes[0].plot(p_values, [row["acc_layers_lut"] for row in members], marker="^", linestyle="--",
                      label=f"{folding}: LUT, FINN estimate")
         axes[1].plot(p_values, [row["lut_ratio"] for row in members], marker="^", linestyle="--",

@@ -12,7 +12,7 @@ import importlib.metadata
 import itertools
 import random
 import statistics
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -44,32 +44,21 @@ CALIBRATION_PART = "xc7z020clg400-1"  # 7-series, the family of the default boar
 ACC_BITS_GRID = (12, 16, 24, 32)
 
 
-@dataclass(frozen=True)
-class GridShape:
-    """One layer shape of the grid; each is synthesized at every P of :data:`ACC_BITS_GRID`."""
-
-    op: str
-    pe: int
-    simd: int = 1
-    weight_bits: int = 0
-    input_bits: int = 0
-    channels: int = 0
-    thresholds: int = 0
-
-    def at(self, acc_bits: int) -> LayerShape:
-        return LayerShape(op=self.op, pe=self.pe, acc_bits=acc_bits, simd=self.simd, weight_bits=self.weight_bits,
-                          input_bits=self.input_bits, channels=self.channels, thresholds=self.thresholds)
-
-
-def default_grid(mvau_shapes: int = 14, thresholding_shapes: int = 20, seed: int = 0) -> list[GridShape]:
+def default_grid(mvau_shapes: int = 14, thresholding_shapes: int = 20, seed: int = 0) -> list[LayerShape]:
     """A seeded sample of the shapes the zoo's layers have: PE 1-16, SIMD 1-32, 4- and 8-bit operands,
-    1/3/15 thresholds per channel over 16-256 channels."""
+    1/3/15 thresholds per channel over 16-256 channels. Their ``acc_bits`` is 0: each shape is synthesized
+    at every P of :data:`ACC_BITS_GRID`."""
     rng = random.Random(seed)
-    mvau = [GridShape("mvau", pe, simd, bits, bits)
+    mvau = [LayerShape("mvau", pe, 0, simd, bits, bits)
             for pe, simd, bits in itertools.product((1, 2, 4, 8, 16), (1, 2, 4, 8, 16, 32), (4, 8))]
-    thresholding = [GridShape("thresholding", pe, channels=channels, thresholds=thresholds)
+    thresholding = [LayerShape("thresholding", pe, 0, channels=channels, thresholds=thresholds)
                     for pe, channels, thresholds in itertools.product((1, 2, 4, 8, 16), (16, 64, 256), (1, 3, 15))]
     return rng.sample(mvau, mvau_shapes) + rng.sample(thresholding, thresholding_shapes)
+
+
+def shape_of(point: LayerShape) -> LayerShape:
+    """The grid shape a point was synthesized from (its P left out)."""
+    return replace(point, acc_bits=0)
 
 
 def layer_model(shape: LayerShape, seed: int = 0):
@@ -137,10 +126,10 @@ def validation_errors(model: ResourceModel, points: list[LayerShape], measured: 
         for figure in FIGURES:
             relative = [abs(model.predict(p)[figure] - m[f"{figure}_synth"]) / max(m[f"{figure}_synth"], 1)
                         for p, m in pairs]
-            at_32 = {_shape_key(p): (model.predict(p)[figure], m[f"{figure}_synth"]) for p, m in pairs if p.acc_bits == 32}
+            at_32 = {shape_of(p): (model.predict(p)[figure], m[f"{figure}_synth"]) for p, m in pairs if p.acc_bits == 32}
             ratio_errors = []
             for p, m in pairs:
-                wide = at_32.get(_shape_key(p))
+                wide = at_32.get(shape_of(p))
                 if wide is None or p.acc_bits == 32:
                     continue
                 model_ratio = wide[0] / max(model.predict(p)[figure], 1)
@@ -155,12 +144,8 @@ def validation_errors(model: ResourceModel, points: list[LayerShape], measured: 
     return errors
 
 
-def _shape_key(point: LayerShape) -> tuple:
-    return (point.op, point.pe, point.simd, point.weight_bits, point.input_bits, point.channels, point.thresholds)
-
-
 def calibrate(work_dir: Path, cache_dir: Path, held_out_fraction: float = 0.25, seed: int = 0,
-              grid: list[GridShape] | None = None, workers: int | None = None) -> ResourceModel:
+              grid: list[LayerShape] | None = None, workers: int | None = None) -> ResourceModel:
     """Synthesize the grid, fit on most shapes, measure the errors on the held-out shapes, return the model."""
     grid = list(grid or default_grid(seed=seed))
     rng = random.Random(seed)
@@ -169,7 +154,8 @@ def calibrate(work_dir: Path, cache_dir: Path, held_out_fraction: float = 0.25, 
         shapes = [g for g in grid if g.op == op]
         held_out |= set(rng.sample(shapes, max(1, round(held_out_fraction * len(shapes)))))
     # FINN's RTL MVU refuses an accumulator narrower than one product (mvu.sv elaboration check)
-    points = [g.at(p) for g in grid for p in ACC_BITS_GRID if g.op != "mvau" or p > g.weight_bits + g.input_bits]
+    points = [replace(g, acc_bits=p) for g in grid for p in ACC_BITS_GRID
+              if g.op != "mvau" or p > g.weight_bits + g.input_bits]
     log(f"[calibrate] {len(points)} layers ({len(grid)} shapes x P {ACC_BITS_GRID}), {len(held_out)} shapes held out")
     measured = synthesize_grid(points, Path(work_dir), Path(cache_dir), workers=workers)
     failed = [(p, m["error"].splitlines()[0]) for p, m in zip(points, measured) if "error" in m]
@@ -179,7 +165,7 @@ def calibrate(work_dir: Path, cache_dir: Path, held_out_fraction: float = 0.25, 
     if not kept:
         raise FlowError("every calibration point failed to synthesize")
     points, measured = [p for p, _ in kept], [m for _, m in kept]
-    is_held_out = [GridShape(**{k: v for k, v in asdict(p).items() if k != "acc_bits"}) in held_out for p in points]
+    is_held_out = [shape_of(p) in held_out for p in points]
     fit_points = [p for p, h in zip(points, is_held_out) if not h]
     fit_measured = [m for m, h in zip(measured, is_held_out) if not h]
     model = ResourceModel(
@@ -188,7 +174,8 @@ def calibrate(work_dir: Path, cache_dir: Path, held_out_fraction: float = 0.25, 
         tools={"yosys": yosys_version(), "finn-plus": importlib.metadata.version("finn-plus"),
                "part": CALIBRATION_PART},
         grid={"acc_bits": list(ACC_BITS_GRID), "features": {op: list(FEATURE_NAMES[op]) for op in OPS}, "forms": FORMS,
-              "shapes": [asdict(g) | {"held_out": g in held_out} for g in grid],
+              "shapes": [{k: v for k, v in asdict(g).items() if k != "acc_bits"} | {"held_out": g in held_out}
+                         for g in grid],
               "measured": [asdict(p) | {f"{f}_synth": m[f"{f}_synth"] for f in FIGURES}
                            for p, m in zip(points, measured)]},
     )
