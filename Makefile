@@ -116,7 +116,7 @@ overflow: setup
 # Fit the P-aware resource model to open synthesis of FINN's RTL over a grid of layer shapes (parallel, cached):
 # build_configs/resource_model.json, with the grid, the tool versions and the errors on held-out shapes.
 calibrate: setup
-	$(PY) -m flow calibrate $(call opt,--workers,$(WORKERS))
+	$(PY) -m flow calibrate $(call opt,--workers,$(WORKERS)) $(call opt,--ray-address,$(RAY_ADDRESS))
 
 # One table (CSV, Markdown) and plots over the builds in REPORTS (default: everything in hw_reports/).
 compare: setup

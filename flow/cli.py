@@ -268,7 +268,7 @@ def cmd_calibrate(args) -> int:
     from flow.hw.calibration import calibrate
 
     work = Path(args.work_root or WORK_ROOT)
-    model = calibrate(work / "calibration", work / "synth_cache", workers=args.workers)
+    model = calibrate(work / "calibration", work / "synth_cache", workers=args.workers, address=args.ray_address)
     out = Path(args.out or RESOURCE_MODEL_FILE)
     write_text_atomic(out, model.to_json() + "\n")
     print(validation_table(model.validation))
@@ -398,6 +398,8 @@ def make_parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--out", default=None, help="model file (default build_configs/resource_model.json)")
     calibrate.add_argument("--workers", type=positive_int, default=None, help="parallel Yosys runs (default: cores)")
     calibrate.add_argument("--work-root", default=None, help="folder for HDL and the synthesis cache (default build/)")
+    calibrate.add_argument("--ray-address", default=None,
+                           help="synthesize the grid's layers on this Ray cluster (default: RAY_ADDRESS; else here)")
     calibrate.set_defaults(func=cmd_calibrate)
 
     add_overflow_parser(sub)

@@ -9,7 +9,7 @@ import flow.hw.synth as synth
 from flow.artifacts import LayerReport
 from flow.core.errors import FlowError
 from flow.core.resource_model import RESOURCE_MODEL_FILE, LayerShape, ResourceModel
-from flow.hw.calibration import layer_model
+from flow.hw.calibration import layer_model, synthesize_grid
 from flow.reports.summary import add_model_figures, model_totals
 
 MODEL = ResourceModel.read()
@@ -84,3 +84,17 @@ def test_the_model_matches_synthesis_on_held_out_shapes(tmp_path):
             model_ratio = MODEL.predict(wide)[figure] / MODEL.predict(narrow)[figure]
             error = abs(model_ratio - synth_ratio) / synth_ratio
             assert error <= claimed[narrow.op][figure]["worst_reduction_ratio_error"] + 0.005, (narrow, figure, error)
+
+
+@pytest.mark.slow
+def test_calibration_layers_run_as_executor_tasks_like_here(tmp_path):
+    """The grid's synthesis jobs sent as executor tasks (HDL as bytes, a local Ray instance standing in for a
+    cluster) give what the local Yosys processes give; a second run takes them from the driver's cache."""
+    points = [LayerShape("mvau", 2, 16, 2, 4, 4), LayerShape("thresholding", 2, 12, channels=16, thresholds=3)]
+    here = synthesize_grid(points, tmp_path / "here", tmp_path / "cache_here", workers=2)
+    remote = synthesize_grid(points, tmp_path / "remote", tmp_path / "cache_remote", workers=2, on_ray=True)
+    for local, sent in zip(here, remote):
+        assert "error" not in sent and (sent["lut_synth"], sent["ff_synth"]) == (local["lut_synth"], local["ff_synth"])
+        assert sent["cached"] is False
+    again = synthesize_grid(points, tmp_path / "remote", tmp_path / "cache_remote", workers=2, on_ray=True)
+    assert all(result["cached"] for result in again) and [r["lut_synth"] for r in again] == [r["lut_synth"] for r in here]

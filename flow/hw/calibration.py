@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import itertools
+import os
 import random
 import statistics
 from dataclasses import asdict, replace
@@ -30,12 +31,17 @@ from flow.core.resource_model import (
     ResourceModel,
     features,
 )
+from flow.experiments.executor import ADDRESS_ENV, Task, run_tasks
 from flow.hw.synth import (
     SynthJob,
     generate_layer_hdl,
     make_mvau_model,
     make_thresholding_model,
+    pack_hdl,
+    read_cache_entry,
+    stage_synthesis,
     synthesize_layers,
+    write_cache_entry,
     yosys_family_for_part,
     yosys_version,
 )
@@ -76,8 +82,36 @@ def layer_model(shape: LayerShape, seed: int = 0):
                                    fpgapart=CALIBRATION_PART)
 
 
-def synthesize_grid(points: list[LayerShape], work_dir: Path, cache_dir: Path, workers: int | None = None) -> list[dict]:
-    """Synthesize every point (FINN code generation, then Yosys in parallel); results in point order."""
+def synthesize_on_executor(jobs: list[SynthJob], workers: int | None, address: str | None) -> list[dict]:
+    """The jobs as executor tasks (a Ray cluster at ``address``, or a local Ray instance with ``workers``):
+    each sends its HDL as bytes (:func:`~flow.hw.synth.pack_hdl`), so a worker needs no shared disk; results
+    already in the driver's cache are not sent, new ones are stored there. A failed job gives ``{"error"}``."""
+    results: list[dict | None] = []
+    for job in jobs:
+        cache_file = stage_synthesis(job.hdl_dir, job.top_module, job.part_family).cache_file(job.cache_dir)
+        cached = read_cache_entry(cache_file) if cache_file is not None and cache_file.exists() else None
+        results.append(None if cached is None else {**cached, "cached": True})
+    tasks = [Task(key=f"{index}:{job.name or Path(job.hdl_dir).name}", function="flow.hw.synth:synthesize_packed",
+                  kwargs={"name": Path(job.hdl_dir).name, "files": pack_hdl(job.hdl_dir), "part_family": job.part_family})
+             for index, job in enumerate(jobs) if results[index] is None]
+    log(f"[calibrate] {len(jobs) - len(tasks)} layers from the synthesis cache, {len(tasks)} as executor tasks")
+    for task, outcome in zip(tasks, run_tasks(tasks, workers=workers, address=address, description="synthesis jobs")):
+        index = int(task.key.split(":", 1)[0])
+        job = jobs[index]
+        if not outcome.ok:
+            results[index] = {"error": outcome.error}
+            continue
+        results[index] = outcome.value
+        cache_file = stage_synthesis(job.hdl_dir, job.top_module, job.part_family).cache_file(job.cache_dir)
+        if cache_file is not None:
+            write_cache_entry(cache_file, outcome.value)
+    return results  # type: ignore[return-value]
+
+
+def synthesize_grid(points: list[LayerShape], work_dir: Path, cache_dir: Path, workers: int | None = None,
+                    address: str | None = None, on_ray: bool = False) -> list[dict]:
+    """Synthesize every point (FINN code generation, then Yosys): as parallel Yosys processes here, or with
+    ``address`` (a Ray cluster) or ``on_ray`` (a local Ray instance) as executor tasks. Results in point order."""
     jobs = []
     for index, point in enumerate(points):
         model = layer_model(point)
@@ -89,6 +123,8 @@ def synthesize_grid(points: list[LayerShape], work_dir: Path, cache_dir: Path, w
                                      with_weight_memory=False)
         jobs.append(SynthJob(hdl_dir, part_family=yosys_family_for_part(CALIBRATION_PART), cache_dir=cache_dir,
                              name=f"{point.op} PE{point.pe} SIMD{point.simd} P{point.acc_bits}"))
+    if address or on_ray or os.environ.get(ADDRESS_ENV):
+        return synthesize_on_executor(jobs, workers, address)
     return synthesize_layers(jobs, workers=workers, log=log, keep_going=True)
 
 
@@ -145,8 +181,10 @@ def validation_errors(model: ResourceModel, points: list[LayerShape], measured: 
 
 
 def calibrate(work_dir: Path, cache_dir: Path, held_out_fraction: float = 0.25, seed: int = 0,
-              grid: list[LayerShape] | None = None, workers: int | None = None) -> ResourceModel:
-    """Synthesize the grid, fit on most shapes, measure the errors on the held-out shapes, return the model."""
+              grid: list[LayerShape] | None = None, workers: int | None = None,
+              address: str | None = None) -> ResourceModel:
+    """Synthesize the grid (here, or on the Ray cluster at ``address``), fit on most shapes, measure the errors
+    on the held-out shapes, return the model."""
     grid = list(grid or default_grid(seed=seed))
     rng = random.Random(seed)
     held_out = set()
@@ -157,7 +195,7 @@ def calibrate(work_dir: Path, cache_dir: Path, held_out_fraction: float = 0.25, 
     points = [replace(g, acc_bits=p) for g in grid for p in ACC_BITS_GRID
               if g.op != "mvau" or p > g.weight_bits + g.input_bits]
     log(f"[calibrate] {len(points)} layers ({len(grid)} shapes x P {ACC_BITS_GRID}), {len(held_out)} shapes held out")
-    measured = synthesize_grid(points, Path(work_dir), Path(cache_dir), workers=workers)
+    measured = synthesize_grid(points, Path(work_dir), Path(cache_dir), workers=workers, address=address)
     failed = [(p, m["error"].splitlines()[0]) for p, m in zip(points, measured) if "error" in m]
     for point, reason in failed:
         log(f"[calibrate] left out {point}: {reason}")

@@ -39,6 +39,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -633,6 +634,58 @@ def _log_tail(log_path: Path, stderr: str) -> str:
     return "\n".join(lines[-LOG_TAIL_LINES:])
 
 
+@dataclass(frozen=True)
+class StagedSynthesis:
+    """A layer's HDL staged for Yosys in ``work`` (sources fixed, script written) and the cache key of its
+    result: a hash of the staged HDL, top, family, Yosys version, flow version and LUT-RAM library."""
+
+    work: Path
+    top: str
+    layer: str
+    yosys_version: str
+    key: str
+
+    def cache_file(self, cache_dir) -> Path | None:
+        return Path(cache_dir) / f"{self.key}.json" if cache_dir is not None else None
+
+
+def stage_synthesis(hdl_dir, top_module: str | None = None, part_family: str = "xc7") -> StagedSynthesis:
+    """Stage ``hdl_dir`` for :func:`synthesize_layer` (no Yosys run)."""
+    if part_family not in ("xc7", "xcu", "xcup"):
+        raise FlowError(f"part_family must be one of xc7, xcu, xcup, got {part_family!r}")
+    hdl_dir = Path(hdl_dir).resolve()
+    top = top_module or read_manifest(hdl_dir).get("top")
+    if not top:
+        raise FlowError(f"no top module given for {hdl_dir} and no manifest names one")
+    work = hdl_dir / f"synth_{part_family}_{top}"
+    manifest, sources = stage_hdl(hdl_dir, work, "yosys")
+    shutil.copyfile(PRIMITIVE_STUBS, work / PRIMITIVE_STUBS.name)
+    script = _synth_script(sources, top, part_family)
+    (work / "synth.ys").write_text(script)
+    version = yosys_version()
+    key = _hash_folder(work, [top, part_family, version, SYNTH_FLOW_VERSION, script, fix_xcu_lutram_library()])
+    return StagedSynthesis(work, top, manifest.get("layer", hdl_dir.name), version, key)
+
+
+def pack_hdl(hdl_dir) -> dict[str, bytes]:
+    """The files of an HDL folder as bytes, with the folder's own absolute path taken out of them (FINN writes
+    it into memory-initialisation paths), so that :func:`synthesize_packed` can run on another machine."""
+    hdl_dir = Path(hdl_dir).resolve()
+    prefix = (str(hdl_dir) + "/").encode()
+    return {path.name: path.read_bytes().replace(prefix, b"") for path in sorted(hdl_dir.iterdir()) if path.is_file()}
+
+
+def synthesize_packed(name: str, files: dict[str, bytes], part_family: str = "xc7") -> dict:
+    """:func:`synthesize_layer` of an HDL folder given as :func:`pack_hdl` bytes, in a temporary folder (the
+    form a synthesis job takes as an executor task; the caller keeps the cache)."""
+    with tempfile.TemporaryDirectory(prefix="a2q_synth_") as tmp:
+        folder = Path(tmp) / name
+        folder.mkdir()
+        for file_name, data in files.items():
+            (folder / file_name).write_bytes(data)
+        return synthesize_layer(folder, None, part_family)
+
+
 def synthesize_layer(hdl_dir, top_module: str | None = None, part_family: str = "xc7", cache_dir=None) -> dict:
     """Synthesize one layer's HDL folder out of context with Yosys; return resource counts.
 
@@ -647,22 +700,9 @@ def synthesize_layer(hdl_dir, top_module: str | None = None, part_family: str = 
     same HDL reads it back without running Yosys. Raises FlowError naming the layer with the
     tail of the Yosys log when Yosys fails.
     """
-    if part_family not in ("xc7", "xcu", "xcup"):
-        raise FlowError(f"part_family must be one of xc7, xcu, xcup, got {part_family!r}")
-    hdl_dir = Path(hdl_dir).resolve()
-    top = top_module or read_manifest(hdl_dir).get("top")
-    if not top:
-        raise FlowError(f"no top module given for {hdl_dir} and no manifest names one")
-    work = hdl_dir / f"synth_{part_family}_{top}"
-    manifest, sources = stage_hdl(hdl_dir, work, "yosys")
-    layer = manifest.get("layer", hdl_dir.name)
-    shutil.copyfile(PRIMITIVE_STUBS, work / PRIMITIVE_STUBS.name)
-    script = _synth_script(sources, top, part_family)
-    (work / "synth.ys").write_text(script)
-
-    version = yosys_version()
-    key = _hash_folder(work, [top, part_family, version, SYNTH_FLOW_VERSION, script, fix_xcu_lutram_library()])
-    cache_file = Path(cache_dir) / f"{key}.json" if cache_dir is not None else None
+    staged = stage_synthesis(hdl_dir, top_module, part_family)
+    work, top, layer, version = staged.work, staged.top, staged.layer, staged.yosys_version
+    cache_file = staged.cache_file(cache_dir)
     if cache_file is not None and cache_file.exists():
         result = read_cache_entry(cache_file)
         if result is not None:
