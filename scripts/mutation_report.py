@@ -33,19 +33,23 @@ def main() -> int:
         name, _, state = line.strip().rpartition(": ")
         if name:
             status[name] = state
-    counts = Counter(status.values())
-    total = len(status)
-    killed = counts.get("killed", 0)
-    lines = ["# Mutation testing: flow/core/accumulator.py", "",
-             "`make mutation` (mutmut 3, configured in pyproject.toml) against tests/test_accumulator.py and "
-             "tests/test_accumulator_properties.py.", "",
-             f"- mutants: {total}; killed: {killed}; score: {100 * killed / max(total, 1):.1f} %",
-             "- by state: " + ", ".join(f"{state} {n}" for state, n in sorted(counts.items())), "",
-             "## Survivors", ""]
+    modules = sorted({name.rsplit(".", 1)[0] for name in status})
+    killed = sum(state == "killed" for state in status.values())
+    lines = ["# Mutation testing", "",
+             "`make mutation` (mutmut 3, configured in pyproject.toml: the modules and the fast tests that cover them).",
+             "", f"All: {len(status)} mutants, {killed} killed, score {100 * killed / max(len(status), 1):.1f} %.", "",
+             "| module | mutants | killed | score | by state |", "|---|---|---|---|---|"]
+    for module in modules:
+        states = Counter(state for name, state in status.items() if name.rsplit(".", 1)[0] == module)
+        total = sum(states.values())
+        lines.append(f"| `{module}` | {total} | {states.get('killed', 0)} | "
+                     f"{100 * states.get('killed', 0) / max(total, 1):.1f} % | "
+                     + ", ".join(f"{state} {n}" for state, n in sorted(states.items())) + " |")
+    lines += ["", "## Mutants not killed", ""]
     for name, state in sorted(status.items()):
         if state != "killed":
             short = name.rsplit(".", 1)[-1]
-            lines.append(f"- `{short}` ({state}): {EQUIVALENT.get(short, 'not explained: a test is missing')}")
+            lines.append(f"- `{name}` ({state}): {EQUIVALENT.get(short, 'not explained: a test is missing')}")
     print("\n".join(lines))
     return 0
 

@@ -231,3 +231,26 @@ def test_logits_metrics():
         logits_metrics(acc, acc_ref, scale, labels=[0, 1, 2])
     with pytest.raises(FlowError, match="broadcast"):
         logits_metrics(acc, acc_ref, np.ones(4), labels=[0, 1])
+
+
+def test_wraparound_is_the_twos_complement_of_the_exact_sum():
+    rng = np.random.default_rng(3)
+    weights = rng.integers(-127, 128, size=(5, 40))
+    inputs = rng.integers(0, 256, size=(7, 40))
+    exact = inputs @ weights.T
+    for bits in (8, 12, 16):
+        wrapped = simulate_accumulation(weights, inputs, bits, "wrap").acc
+        # independently: keep the low bits, read them as a signed number
+        low = exact & (2**bits - 1)
+        expected = np.where(low >= 2 ** (bits - 1), low - 2**bits, low)
+        assert np.array_equal(wrapped, expected), bits
+        assert (wrapped != exact).any()  # the width binds: these sums overflow 8..16 bits
+
+
+def test_top1_counts_the_labels_the_logits_pick():
+    acc = np.array([[1, 5, 2], [9, 0, 3], [0, 0, 4], [2, 8, 1]])
+    labels = np.array([1, 0, 1, 1])  # right, right, wrong, right
+    metrics = logits_metrics(acc, acc, 0.5, labels)
+    assert metrics["top1"] == 0.75 and metrics["logits_mae"] == 0.0
+    shifted = logits_metrics(acc + np.array([0, 0, 2]), acc, np.array([1.0, 1.0, 0.5]), labels)
+    assert shifted["logits_mae"] == pytest.approx((1.0 * 4) / 12)  # 0.5 * 2 on the last logit of 4 rows

@@ -135,3 +135,61 @@ def test_step_clips_thresholds_into_the_accumulator_range():
     # rounded up to integers and clipped to [-128, 127 + 1]
     assert np.array_equal(clipped, np.array([[-128, 0, 128], [-3, 6, 40]], dtype=np.float32))
     assert model.get_tensor_datatype("thresholds").bitwidth() <= 9
+
+
+def decisions_of(model):
+    return json.loads(model.get_metadata_prop(PROP_ACCUMULATORS))
+
+
+def test_written_type_reaches_the_output_tensor_and_the_decision_names_its_source():
+    for mode, target, expected, source in (("exact", 8, "INT6", "exact"), ("target", 8, "INT8", "target"),
+                                           ("target", None, "INT6", "exact")):
+        layers = [record("fc", WEIGHTS_BY_CHANNEL, target)] if target else []
+        model, _ = SetA2QAccumulatorWidth(layers, mode=mode).apply(make_mvau(WEIGHTS_BY_CHANNEL))
+        assert model.get_tensor_datatype("outp") == DataType[expected], (mode, target)
+        (decision,) = decisions_of(model).values()
+        assert decision["acc_source"] == source and decision["acc_datatype"] == expected
+        assert decision["layer"] == ("fc" if target else None) and decision["acc_range"] == [-15, 18]
+
+
+def test_a_layer_after_another_kind_of_node_is_still_set():
+    model = make_mvau(WEIGHTS_BY_CHANNEL)
+    graph = model.graph
+    first = helper.make_node("Identity", ["inp"], ["inp_copy"], name="Identity_0")
+    graph.node[0].input[0] = "inp_copy"
+    graph.node.insert(0, first)
+    model.set_tensor_datatype("inp_copy", DataType["UINT2"])
+    model, _ = SetA2QAccumulatorWidth(sidecar_layers(8)).apply(model)
+    mvau = getCustomOp(model.get_nodes_by_op_type("MVAU")[0])
+    assert list(decisions_of(model)) == ["MVAU_0"] and mvau.get_nodeattr("accDataType") == "INT6"
+
+
+def test_non_negative_weights_with_unsigned_inputs_are_not_a_zero_layer():
+    weights = np.array([[1, 2, 0, 3]])  # partial sums in [0, 18]: FINN names it UINT5
+    model, _ = SetA2QAccumulatorWidth([]).apply(make_mvau(weights))
+    assert acc_dtype(model) == "UINT5"
+
+
+def test_the_layer_errors_say_what_happened_and_what_to_do():
+    zero = np.zeros((2, 4), dtype=int)
+    with pytest.raises(FlowError) as err:
+        SetA2QAccumulatorWidth([record("fc", zero, 9)]).apply(make_mvau(zero))
+    assert str(err.value) == ("layer MVAU_0 (fc): every weight is zero at P=9; the layer computes nothing. Raise P, "
+                              "or keep this layer outside A2Q (8-bit baseline), as is usual for first and last layers")
+    with pytest.raises(FlowError) as err:
+        SetA2QAccumulatorWidth([]).apply(make_mvau(zero))
+    assert str(err.value).startswith("layer MVAU_0: every weight is zero; the layer computes nothing.")
+    with pytest.raises(FlowError) as err:
+        SetA2QAccumulatorWidth(sidecar_layers(5)).apply(make_mvau(WEIGHTS_BY_CHANNEL))
+    assert str(err.value) == ("layer MVAU_0 (fc): its integer weights need a 6-bit accumulator (range [-15, 18] for UINT2 "
+                              "inputs) but it was trained for P=5; the A2Q guarantee does not hold for these weights "
+                              "(were they exported with flow.export?)")
+    other = np.array([[1, 1, 1, 1], [2, 2, 2, 2]])
+    with pytest.raises(FlowError) as err:
+        SetA2QAccumulatorWidth([record("a", other, 8), record("b", other * 3, 9)]).apply(make_mvau(WEIGHTS_BY_CHANNEL))
+    assert err.value.option == "allow_unmatched_sidecar"
+    assert str(err.value) == (
+        "2 sidecar record(s) match no MVAU/VVAU of the graph: a (P=8), b (P=9). The graph's integer weights are not "
+        "the ones the sidecar describes (was the ONNX file exported by another exporter, e.g. Brevitas's own, which "
+        "rounds A2Q weights differently?). Re-export with flow.export, or allow it explicitly (allow_unmatched_sidecar) "
+        "to build those layers with exact widths")
