@@ -144,6 +144,7 @@ test-all: setup
 
 # Mutation testing of the accumulator arithmetic (pyproject.toml [tool.mutmut]): hw_reports/mutation/report.md
 mutation: setup
+	$(VENV)/bin/pip install --quiet -c requirements/constraints.txt -r requirements/mutation.txt
 	rm -rf mutants
 	$(PY) -m mutmut run
 	mkdir -p hw_reports/mutation

@@ -31,7 +31,8 @@ def test_every_requirement_is_pinned_in_the_constraints():
         for line in (REPO / "requirements" / "constraints.txt").read_text().splitlines()
         if "==" in line and not line.startswith("#")
     }
-    for line in (REPO / "requirements" / "base.txt").read_text().splitlines():
+    lines = [line for name in ("base.txt", "mutation.txt") for line in (REPO / "requirements" / name).read_text().splitlines()]
+    for line in lines:
         line = line.split("#")[0].strip()
         if not line:
             continue
