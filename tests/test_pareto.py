@@ -48,3 +48,13 @@ def test_anchors_are_printed_beside_the_table(tmp_path):
     text = (tmp_path / "pareto.md").read_text()
     assert "float 95.0 % top-1" in text and "A2Q: 94.2 / 94.2 / 92.6 / 89.8 / 83.9 % at P = 16 / 15 / 14 / 13 / 12" in text
     assert "A2Q+: 94.2 / 94.1 / 94.1 / 92.8 / 90.6 %" in text
+
+
+def test_a_grid_leaves_out_p_below_one_product_of_its_bit_widths(tmp_path):
+    from flow.experiments.pareto import pareto_plans
+
+    base = BuildOptions(model="espcn", reports_root=tmp_path, work_root=tmp_path, checkpoint_root=tmp_path)
+    plans = pareto_plans(base, ParetoGrid(quantizers=("a2q", "baseline"), acc_bits=(16, 13), bits=(4, 8)))
+    # 8-bit weights and activations need 16 bits for one product: P=13 is left out there, kept for 4 bits
+    assert [(plan.quantizer, plan.acc_bits, plan.weight_bits) for plan in plans] == [
+        ("a2q", 16, 4), ("a2q", 13, 4), ("baseline", None, 4), ("a2q", 16, 8), ("baseline", None, 8)]

@@ -86,15 +86,20 @@ def point_options(base: BuildOptions, quantizer: str, acc_bits: int | None, bits
 
 
 def pareto_plans(base: BuildOptions, grid: ParetoGrid, start: str | None = None) -> list[BuildPlan]:
-    """Every point of ``grid`` resolved (and so validated) before any is trained or built. ``start``: the
+    """Every point of ``grid`` resolved (and so validated) before any is trained or built; a (P, bits) pair
+    where P cannot hold one product of those bits is left out of the grid. ``start``: the
     float checkpoint that post-training points (AXE) quantize, and that every point starts from where the
     model's entry says so; without it, post-training points are validated as if it were given."""
     fixed_input = base.model == "linear"  # binarized pixels: 1-bit inputs whatever the grid says
+    spec = get_model_spec(base.model)
     plans = []
     for quantizer, p, bits in grid.points():
         options = point_options(base, quantizer, p, bits, grid, fixed_input)
+        act_bits = options.act_bits or spec.act_bits
+        if p is not None and p < acc.min_useful_acc_bits(bits, act_bits, False):
+            continue  # the grid crosses P with bit widths: a P below one product of these bits is no point
         post_training = quantizer in AXE_QUANTIZERS
-        if start and (post_training or get_model_spec(base.model).init_from_float):
+        if start and (post_training or spec.init_from_float):
             options = replace(options, init_checkpoint=start)
         elif post_training:  # its float checkpoint is trained after every point is validated
             reference = resolve_plan(replace(options, quantizer="baseline", acc_bits=None))
