@@ -38,7 +38,6 @@ from flow.hw.synth import (
     make_mvau_model,
     make_thresholding_model,
     pack_hdl,
-    read_cache_entry,
     stage_synthesis,
     synthesize_layers,
     write_cache_entry,
@@ -86,11 +85,8 @@ def synthesize_on_executor(jobs: list[SynthJob], workers: int | None, address: s
     """The jobs as executor tasks (a Ray cluster at ``address``, or a local Ray instance with ``workers``):
     each sends its HDL as bytes (:func:`~flow.hw.synth.pack_hdl`), so a worker needs no shared disk; results
     already in the driver's cache are not sent, new ones are stored there. A failed job gives ``{"error"}``."""
-    results: list[dict | None] = []
-    for job in jobs:
-        cache_file = stage_synthesis(job.hdl_dir, job.top_module, job.part_family).cache_file(job.cache_dir)
-        cached = read_cache_entry(cache_file) if cache_file is not None and cache_file.exists() else None
-        results.append(None if cached is None else {**cached, "cached": True})
+    staged = [stage_synthesis(job.hdl_dir, job.top_module, job.part_family) for job in jobs]
+    results: list[dict | None] = [stage.cached(job.cache_dir) for stage, job in zip(staged, jobs)]
     tasks = [Task(key=f"{index}:{job.name or Path(job.hdl_dir).name}", function="flow.hw.synth:synthesize_packed",
                   kwargs={"name": Path(job.hdl_dir).name, "files": pack_hdl(job.hdl_dir), "part_family": job.part_family})
              for index, job in enumerate(jobs) if results[index] is None]
@@ -102,7 +98,7 @@ def synthesize_on_executor(jobs: list[SynthJob], workers: int | None, address: s
             results[index] = {"error": outcome.error}
             continue
         results[index] = outcome.value
-        cache_file = stage_synthesis(job.hdl_dir, job.top_module, job.part_family).cache_file(job.cache_dir)
+        cache_file = staged[index].cache_file(job.cache_dir)
         if cache_file is not None:
             write_cache_entry(cache_file, outcome.value)
     return results  # type: ignore[return-value]

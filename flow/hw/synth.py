@@ -648,6 +648,12 @@ class StagedSynthesis:
     def cache_file(self, cache_dir) -> Path | None:
         return Path(cache_dir) / f"{self.key}.json" if cache_dir is not None else None
 
+    def cached(self, cache_dir) -> dict | None:
+        """The valid cached result in ``cache_dir`` (``cached`` set), or None."""
+        cache_file = self.cache_file(cache_dir)
+        result = read_cache_entry(cache_file) if cache_file is not None and cache_file.exists() else None
+        return None if result is None else {**result, "cached": True}
+
 
 def stage_synthesis(hdl_dir, top_module: str | None = None, part_family: str = "xc7") -> StagedSynthesis:
     """Stage ``hdl_dir`` for :func:`synthesize_layer` (no Yosys run)."""
@@ -702,12 +708,9 @@ def synthesize_layer(hdl_dir, top_module: str | None = None, part_family: str = 
     """
     staged = stage_synthesis(hdl_dir, top_module, part_family)
     work, top, layer, version = staged.work, staged.top, staged.layer, staged.yosys_version
-    cache_file = staged.cache_file(cache_dir)
-    if cache_file is not None and cache_file.exists():
-        result = read_cache_entry(cache_file)
-        if result is not None:
-            result["cached"] = True
-            return result
+    cached = staged.cached(cache_dir)
+    if cached is not None:
+        return cached
 
     start = time.monotonic()
     try:
@@ -734,6 +737,7 @@ def synthesize_layer(hdl_dir, top_module: str | None = None, part_family: str = 
         yosys_version=version,
         cached=False,
     )
+    cache_file = staged.cache_file(cache_dir)
     if cache_file is not None:
         write_cache_entry(cache_file, result)
     return result
