@@ -55,7 +55,7 @@ BUILD_ARGS = $(MODEL_ARGS) $(call opt,--board,$(BOARD)) $(call opt,--folding,$(F
              $(call opt,--outputs,$(OUTPUTS)) $(call opt,--synth,$(SYNTH)) $(call opt,--rtlsim,$(RTLSIM)) \
              $(if $(filter 1 yes true on,$(ALLOW_UNMATCHED_SIDECAR)),--allow-unmatched-sidecar) $(call opt,--steps,$(STEPS))
 
-.PHONY: setup data build train sweep pareto overflow calibrate compare deploy test test-all mutation models boards clean
+.PHONY: setup data build train sweep pareto search overflow calibrate compare deploy test test-all mutation models boards clean
 
 setup: $(STAMP) $(PROJECT) data
 
@@ -106,6 +106,17 @@ pareto: setup
 	$(PY) -m flow pareto --model $(MODEL) --device $(DEVICE) $(call opt,--data,$(DATA)) $(call opt,--epochs,$(EPOCHS)) \
 	    $(call opt,--width,$(WIDTH)) $(call opt,--synth,$(SYNTH)) $(call opt,--workers,$(WORKERS)) \
 	    $(call opt,--ray-address,$(RAY_ADDRESS)) $(call opt,--init,$(INIT)) $(PARETO_ARGS)
+
+# Per-layer accumulator widths: the least LUT (P-aware model) at a quality floor, or the best quality within a
+# LUT budget; candidates scored by AXE post-training quantization, the chosen one fine-tuned with A2Q and
+# built beside the best uniform P: hw_reports/search_<model>/.
+SEARCH_ARGS ?=
+search: setup
+	$(PY) -m flow search --model $(MODEL) --device $(DEVICE) $(call opt,--data,$(DATA)) $(call opt,--epochs,$(EPOCHS)) \
+	    $(call opt,--width,$(WIDTH)) $(call opt,--min-quality,$(MIN_QUALITY)) $(call opt,--lut-budget,$(LUT_BUDGET)) \
+	    $(call opt,--trials,$(TRIALS)) $(if $(filter command line environment,$(origin PS)),--ps $(PS)) \
+	    $(call opt,--workers,$(WORKERS)) \
+	    $(call opt,--ray-address,$(RAY_ADDRESS)) $(call opt,--init,$(INIT)) $(SEARCH_ARGS)
 
 # The A2Q paper's overflow study (wraparound, saturation, order of additions vs A2Q; supplementary
 # Figures 2 and 3) -> hw_reports/overflow_study/; resumes when rerun. OVERFLOW_ARGS=--quick for a short run.

@@ -279,6 +279,10 @@ class LayerReport:
     acc_source: str | None = None
     threshold_datatype: str | None = None
     thresholds: int | None = None  # thresholds per channel (MVAU with activation, Thresholding)
+    # the A2Q layers (by name) whose accumulators this layer's thresholds compare against: their P sets
+    # the threshold width (an MVAU with its activation inside: itself; a Thresholding layer: the MVAU/VVAU
+    # layers upstream of it, through additions and stream copies)
+    acc_layers: list[str] | None = None
     lut: float | None = None
     bram18: float | None = None
     uram: float | None = None

@@ -219,6 +219,36 @@ def cmd_pareto(args) -> int:
     return 0
 
 
+def cmd_search(args) -> int:
+    from flow.experiments.search import DEFAULT_SEARCHES, SearchConfig, run_search
+    from flow.options import BuildOptions
+
+    if args.model not in DEFAULT_SEARCHES:
+        raise FlowError(f"no per-layer search defaults for model {args.model!r}; valid: {', '.join(sorted(DEFAULT_SEARCHES))}",
+                        option="model")
+    cfg = DEFAULT_SEARCHES[args.model]
+    if args.config:
+        cfg = SearchConfig.from_json(Path(args.config).read_text())
+    overrides = {name: getattr(args, name) for name in ("trials", "quantizer", "bits", "width", "epochs", "min_quality",
+                                                        "lut_budget", "finetune", "seed", "batch")
+                 if getattr(args, name) is not None}
+    if args.ps:
+        widths = whole_numbers(args.ps, "ps")
+        overrides.update(acc_bits_min=min(widths), acc_bits_max=max(widths))
+    cfg = replace(cfg, **overrides)
+    base = BuildOptions(model=args.model, data=args.data or None, device=args.device, board=args.board,
+                        init_checkpoint=args.init, max_steps_per_epoch=args.max_steps_per_epoch)
+    out_dir = Path(args.out) if args.out else Path("hw_reports") / f"search_{args.model}"
+    result = run_search(base, cfg, out_dir, workers=args.workers, address=args.ray_address)
+    print(f"[search] {result['verdict'] or 'no candidate reaches the floor'}")
+    for name, item in (result.get("finetuned") or {}).items():
+        print(f"[search] {name} after {cfg.finetune} fine-tuning: " + (f"failed: {item['error']}" if "error" in item else
+              f"quality {item['quality']}, lut_model {item['lut_model']} ({item['build']})"))
+    print(f"[search] {result['candidates']} candidates in {result['seconds']} s; results in {out_dir} "
+          f"(per-layer P for the build: {out_dir / 'chosen_acc_bits.json'})")
+    return 0
+
+
 def cmd_train(args) -> int:
     from flow.options import BuildOptions, resolve_plan
     from flow.pipeline import ensure_checkpoint
@@ -384,6 +414,31 @@ def make_parser() -> argparse.ArgumentParser:
     pareto.add_argument("--ray-address", default=None, help="send the points to this Ray cluster")
     pareto.add_argument("--out", default=None, help="output folder (default: hw_reports/pareto_<model>)")
     pareto.set_defaults(func=cmd_pareto)
+
+    search = sub.add_parser("search", help="per-layer accumulator widths: least LUT at a quality floor (or best "
+                                           "quality within a LUT budget)")
+    search.add_argument("--model", default="resnet18", help="registry name")
+    search.add_argument("--ps", nargs="*", default=None, help="the range of P per layer, e.g. 16 12 (default: per model)")
+    search.add_argument("--trials", type=number(int), default=None, help="optimizer candidates (default: per model)")
+    search.add_argument("--quantizer", default=None, help="post-training quantizer that scores candidates: axe-gptq, axe-gpfq")
+    search.add_argument("--bits", type=positive_int, default=None, help="hidden layers' weight/activation bits")
+    search.add_argument("--width", type=number(float), default=None, help="width multiplier (default: per model)")
+    search.add_argument("--epochs", type=positive_int, default=None, help="float and fine-tuning epochs (default: per model)")
+    search.add_argument("--min-quality", type=number(float), default=None, help="quality floor: top-1 %% or PSNR dB")
+    search.add_argument("--lut-budget", type=positive_int, default=None, help="LUT budget (P-aware model)")
+    search.add_argument("--finetune", default=None, help="a2q, a2q+ or none: fine-tune and build the chosen point")
+    search.add_argument("--batch", type=number(int), default=None, help="candidates proposed at a time")
+    search.add_argument("--config", default=None, help="a search configuration JSON (SearchConfig fields)")
+    search.add_argument("--data", default=None, help="data set folder (default: the model's built-in data)")
+    search.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
+    search.add_argument("--seed", type=number(int), default=None)
+    search.add_argument("--board", default=None, help="board preset (default: the model's)")
+    search.add_argument("--init", default=None, help="float checkpoint (default: trained once)")
+    search.add_argument("--max-steps-per-epoch", type=positive_int, default=None, help="cap training steps (tests)")
+    search.add_argument("--workers", type=positive_int, default=None, help="candidates at a time on a local Ray instance")
+    search.add_argument("--ray-address", default=None, help="send the candidates to this Ray cluster")
+    search.add_argument("--out", default=None, help="output folder (default: hw_reports/search_<model>)")
+    search.set_defaults(func=cmd_search)
 
     train = sub.add_parser("train", help="train a model (resumes an interrupted run)")
     add_model_args(train)

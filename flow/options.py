@@ -168,8 +168,9 @@ def target_acc_bits(opts: BuildOptions, spec: ModelSpec, weight_bits: int, act_b
 
 def read_acc_bits_map(path: str, quantizer: str, weight_bits: int, act_bits: int) -> tuple:
     """The per-layer targets of a JSON file ``{layer name: P}``, each P validated, sorted by name."""
-    if quantizer not in ("a2q", "a2q+"):
-        raise FlowError(f"per-layer accumulator widths need an A2Q quantizer (a2q, a2q+), not {quantizer!r}",
+    if quantizer not in ("a2q", "a2q+", *AXE_QUANTIZERS):
+        raise FlowError(f"per-layer accumulator widths need an accumulator-aware quantizer (a2q, a2q+, "
+                        f"{', '.join(AXE_QUANTIZERS)}), not {quantizer!r}",
                         option="acc_bits_map")
     data = read_json_file(Path(path), "per-layer accumulator widths")
     if not isinstance(data, dict) or not data or not all(isinstance(name, str) for name in data):

@@ -94,7 +94,7 @@ def make_model(plan: BuildPlan):
     torch.manual_seed(plan.options.seed)
     model = plan.spec.make(plan.quantizer, plan.acc_bits, weight_bits=plan.weight_bits, act_bits=plan.act_bits,
                            width=plan.options.width, in_channels=in_channels(plan))
-    if plan.acc_bits_by_layer:
+    if plan.acc_bits_by_layer and plan.quantizer not in AXE_QUANTIZERS:  # AXE takes them when it quantizes
         set_acc_bits(model, dict(plan.acc_bits_by_layer))
     return model
 
@@ -188,11 +188,17 @@ def ensure_checkpoint(plan: BuildPlan, train: bool = True) -> tuple[Path | None,
     return path, metrics
 
 
-def axe_layer_names(plan: BuildPlan) -> list[str]:
-    """The layers AXE constrains to P: those the model's A2Q variant constrains."""
+def axe_targets(plan: BuildPlan) -> dict[str, int]:
+    """The layers AXE constrains and their P: those the model's A2Q variant constrains, at the plan's P or
+    its per-layer target."""
     a2q_model = plan.spec.make("a2q", plan.acc_bits, weight_bits=plan.weight_bits, act_bits=plan.act_bits,
                                width=plan.options.width, in_channels=in_channels(plan))
-    return list(a2q_layers(a2q_model))
+    targets = {name: plan.acc_bits for name in a2q_layers(a2q_model)}
+    unknown = sorted(set(dict(plan.acc_bits_by_layer)) - set(targets))
+    if unknown:
+        raise FlowError(f"per-layer accumulator widths name no A2Q layer of {plan.name}: {unknown}; its A2Q layers: "
+                        f"{', '.join(targets) or 'none'}", option="acc_bits_map")
+    return {**targets, **dict(plan.acc_bits_by_layer)}
 
 
 def quantize_after_training(plan: BuildPlan, path: Path) -> dict:
@@ -204,7 +210,7 @@ def quantize_after_training(plan: BuildPlan, path: Path) -> dict:
     calibrate_statistics(model, calibration)  # activation scales (AXE reads the input types from them)
     log(f"[build] {plan.quantizer} of {plan.options.init_checkpoint} at P={plan.acc_bits} "
         f"({len(calibration)} calibration inputs) -> {path}")
-    quantize_axe(model, plan.quantizer, plan.acc_bits, set(axe_layer_names(plan)), calibration)
+    quantize_axe(model, plan.quantizer, axe_targets(plan), calibration)
     test_x, test_y = load_dataset(plan.spec.dataset, plan.options.data, "test", plan.spec.sample_shape(in_channels(plan)))
     metrics = evaluate(model, plan.spec.task, test_x, test_y, plan.options.device)
     log(f"[build] {plan.quantizer} P={plan.acc_bits}: {format_metrics(metrics)}")
@@ -274,11 +280,10 @@ def export_model(plan: BuildPlan, checkpoint: Path | None, metrics: dict | None)
     samples = sample_inputs(plan, plan.options.check_samples or plan.spec.check_samples)
     onnx_path = plan.work_dir / "model.onnx"
     log(f"[build] exporting QONNX with exact integer weights -> {onnx_path}")
-    axe_targets = ({name: plan.acc_bits for name in axe_layer_names(plan)} if plan.quantizer in AXE_QUANTIZERS
-                   else None)
+    targets = axe_targets(plan) if plan.quantizer in AXE_QUANTIZERS else None
     sidecar = export_qonnx_exact(
-        model, samples[:1], onnx_path, check_inputs=samples, acc_bits_targets=axe_targets,
-        quantizer_label=plan.quantizer if axe_targets else None,
+        model, samples[:1], onnx_path, check_inputs=samples, acc_bits_targets=targets,
+        quantizer_label=plan.quantizer if targets else None,
         meta={
             "model": plan.name, "quantizer": plan.quantizer, "acc_bits_target": plan.acc_bits, "task": plan.spec.task,
             "weights": "trained" if checkpoint is not None else "untrained", "weight_bits": plan.weight_bits,

@@ -58,7 +58,7 @@ def test_bad_per_layer_targets_are_one_clear_error(tmp_path):
     with pytest.raises(FlowError, match="P=3 is out of range"):
         resolve_plan(BuildOptions(model="resnet18", acc_bits_map=str(tmp_path / "bad.json"), **roots))
     (tmp_path / "base.json").write_text(json.dumps({"fc": 12}))
-    with pytest.raises(FlowError, match="need an A2Q quantizer"):
+    with pytest.raises(FlowError, match="need an accumulator-aware quantizer"):
         resolve_plan(BuildOptions(quantizer="baseline", acc_bits_map=str(tmp_path / "base.json"), **roots))
     (tmp_path / "names.json").write_text(json.dumps({"nosuch": 12}))
     plan = resolve_plan(BuildOptions(model="resnet18", width=1 / 16, acc_bits_map=str(tmp_path / "names.json"), **roots))

@@ -70,10 +70,34 @@ def layer_reports(model: ModelWrapper, sidecar: Sidecar, finn_report_dir: Path) 
             if not _attr(inst, "noActivation") and len(node.input) > 2:
                 row.threshold_datatype = model.get_tensor_datatype(node.input[2]).name
                 row.thresholds = int(model.get_initializer(node.input[2]).shape[1])
+                row.acc_layers = [record.name] if record and record.acc_bits_target is not None else None
         elif node.op_type.startswith("Thresholding"):
             row.threshold_datatype = model.get_tensor_datatype(node.input[1]).name
             row.input_datatype = inst.get_input_datatype(0).name
             row.mh = _attr(inst, "NumChannels")
             row.thresholds = _attr(inst, "numSteps")
+            layer_of = {}
+            for producer in accumulating_producers(model, node.input[0]):
+                weights = layer_weights_by_channel(model, producer)
+                record = by_fingerprint.get(acc.weight_fingerprint(weights))
+                layer_of[producer.name] = record.name if record and record.acc_bits_target is not None else None
+            row.acc_layers = sorted(name for name in layer_of.values() if name) or None
         rows.append(row)
     return rows
+
+
+def accumulating_producers(model: ModelWrapper, tensor: str) -> list:
+    """The MVAU/VVAU nodes whose accumulators reach ``tensor`` without being requantized on the way: the
+    search walks upstream through every other node (additions, stream copies, FIFOs, padding) and stops at
+    a dot-product layer, a Thresholding layer or a graph input."""
+    found, seen, todo = [], set(), [tensor]
+    while todo:
+        producer = model.find_producer(todo.pop())
+        if producer is None or producer.name in seen:
+            continue
+        seen.add(producer.name)
+        if is_dot_product_layer(producer):
+            found.append(producer)
+        elif not producer.op_type.startswith("Thresholding"):
+            todo += [name for name in producer.input if model.get_initializer(name) is None]
+    return found

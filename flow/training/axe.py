@@ -22,29 +22,47 @@ ALGORITHMS = {"axe-gpfq": "a2gpfq_mode", "axe-gptq": "a2gptq_mode"}
 
 
 @torch.no_grad()
-def quantize_axe(model: nn.Module, algorithm: str, acc_bits: int, layer_names: set[str], calibration: torch.Tensor,
+def quantize_axe(model: nn.Module, algorithm: str, acc_bits_by_layer: dict[str, int], calibration: torch.Tensor,
                  batch_size: int = 64) -> None:
-    """Quantize ``model``'s weights in place with AXE (``algorithm``: "axe-gpfq" or "axe-gptq") at ``acc_bits``
-    for the layers named in ``layer_names``, from the ``calibration`` inputs. The model's activation quantizers
-    must already be calibrated (their bit widths and signs give AXE the input range)."""
+    """Quantize ``model``'s weights in place with AXE (``algorithm``: "axe-gpfq" or "axe-gptq"), each layer named
+    in ``acc_bits_by_layer`` at its own accumulator width P (bits), from the ``calibration`` inputs. The model's
+    activation quantizers must already be calibrated (their bit widths and signs give AXE the input range)."""
     from brevitas_examples.common import axe
 
     if algorithm not in ALGORITHMS:
         raise FlowError(f"unknown AXE algorithm {algorithm!r}; valid: {', '.join(ALGORITHMS)}", option="quantizer")
     modules = dict(model.named_modules())
-    missing = sorted(set(layer_names) - set(modules))
+    missing = sorted(set(acc_bits_by_layer) - set(modules))
     if missing:
         raise FlowError(f"AXE targets name no layer of {type(model).__name__}: {missing}")
-    constrained = {id(modules[name]) for name in layer_names}
-    mode = getattr(axe, ALGORITHMS[algorithm])
+    acc_bits_of = {id(modules[name]): int(p) for name, p in acc_bits_by_layer.items()}
+    widths = sorted(set(acc_bits_of.values()))
+    label = f"P={widths[0]}" if len(widths) == 1 else f"P={widths[0]}-{widths[-1]}"
     model.eval()
-    with mode(model, a2q_layer_filter_fnc=lambda module: id(module) in constrained,
-              max_accumulator_bit_width=acc_bits) as context:
+    with per_layer_mode(getattr(axe, ALGORITHMS[algorithm]), acc_bits_of)(model, max_accumulator_bit_width=widths[-1]) \
+            as context:
         for index in range(context.num_layers):
             for batch in calibration.split(batch_size):
                 context.model(batch)
             context.update()
-            log(f"[axe] {algorithm} P={acc_bits}: layer {index + 1}/{context.num_layers}")
+            log(f"[axe] {algorithm} {label}: layer {index + 1}/{context.num_layers}")
     for module in model.modules():  # GPxQ keeps each layer's float weights beside it; the model does not need them
         if hasattr(module, "weight_orig"):
             del module.weight_orig
+
+
+def per_layer_mode(mode: type, acc_bits_of: dict[int, int]) -> type:
+    """Brevitas's AXE ``mode`` with one accumulator width per layer (``acc_bits_of``: id(module) -> P) where it
+    takes one for the whole model; layers not in ``acc_bits_of`` get plain GPFQ/GPTQ."""
+
+    class PerLayer(mode):
+        def is_valid_a2q_layer(self, layer) -> bool:
+            return id(layer) in acc_bits_of and super().is_valid_a2q_layer(layer)
+
+        def initialize_module_optimizer(self, layer, name, len_parallel_layers, create_weight_orig):
+            # the mode hands its one width to each layer's optimizer as it creates it: set it per layer first
+            self.max_accumulator_bit_width = acc_bits_of.get(id(layer), self.max_accumulator_bit_width)
+            return super().initialize_module_optimizer(layer, name, len_parallel_layers, create_weight_orig)
+
+    PerLayer.__name__ = f"per_layer_{mode.__name__}"
+    return PerLayer
