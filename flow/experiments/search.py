@@ -224,6 +224,15 @@ def check_config(base: BuildOptions, cfg: SearchConfig) -> tuple[int, int]:
     return weight_bits, act_bits
 
 
+def search_base(base: BuildOptions, cfg: SearchConfig, float_checkpoint: str | None = None) -> BuildOptions:
+    """The options every candidate of ``cfg`` shares (bits, width, epochs and, once known, the float
+    checkpoint the candidates start from)."""
+    weight_bits, act_bits = check_config(base, cfg)
+    base = replace(base, weight_bits=weight_bits, act_bits=None if base.model == "linear" else act_bits,
+                   width=cfg.width, epochs=base.epochs if base.epochs is not None else cfg.epochs)
+    return replace(base, init_checkpoint=float_checkpoint) if float_checkpoint else base
+
+
 def run_search(base: BuildOptions, cfg: SearchConfig, out_dir: Path, log=default_log, workers: int | None = None,
                address: str | None = None) -> dict:
     """Run the search of ``cfg`` for ``base``'s model; writes the outputs to ``out_dir`` and returns the
@@ -231,16 +240,14 @@ def run_search(base: BuildOptions, cfg: SearchConfig, out_dir: Path, log=default
     import optuna
 
     started = time.monotonic()
-    weight_bits, act_bits = check_config(base, cfg)
-    base = replace(base, weight_bits=weight_bits, act_bits=None if base.model == "linear" else act_bits,
-                   width=cfg.width, epochs=base.epochs if base.epochs is not None else cfg.epochs)
+    base = search_base(base, cfg)
     surrogate_model = load_resource_model()
     if surrogate_model is None:
         raise FlowError("the search's LUT figure is the P-aware resource model: run `make calibrate` first")
-    grid = ParetoGrid(quantizers=(cfg.quantizer,), acc_bits=(cfg.acc_bits_max,), bits=(weight_bits,), width=cfg.width,
+    grid = ParetoGrid(quantizers=(cfg.quantizer,), acc_bits=(cfg.acc_bits_max,), bits=(base.weight_bits,), width=cfg.width,
                       epochs=base.epochs)
     start = float_start(base, grid)
-    base = replace(base, init_checkpoint=start)
+    base = search_base(base, cfg, start)
     reference_plan = resolve_plan(replace(base, quantizer=cfg.quantizer, acc_bits=cfg.acc_bits_max))
     layers = sorted(axe_targets(reference_plan))
     widths = list(range(cfg.acc_bits_max, cfg.acc_bits_min - 1, -1))
@@ -392,7 +399,7 @@ def finetune_pair(base: BuildOptions, cfg: SearchConfig, result: dict, workers, 
     """A2Q fine-tuning and a build of the chosen assignment and of the best uniform P (same epochs, same
     float start): the search's claim checked on real builds."""
     pair = {"chosen": json.loads(result["chosen"]["acc_bits"])}
-    if result["best_uniform"] is not None:
+    if result["best_uniform"] is not None and result["best_uniform"]["acc_bits"] != result["chosen"]["acc_bits"]:
         pair["best_uniform"] = json.loads(result["best_uniform"]["acc_bits"])
     tasks = [Task(key=name, function=checkpoint_and_build,
                   kwargs={"options": candidate_options(base, cfg, acc_bits, cfg.finetune)},
@@ -407,6 +414,8 @@ def finetune_pair(base: BuildOptions, cfg: SearchConfig, result: dict, workers, 
         out[item.key] = {"build": summary.build, "quality": quality_of(item.value["metrics"]),
                          "lut_model": summary.totals.get("lut_model"), "ff_model": summary.totals.get("ff_model"),
                          "lut": summary.totals.get("lut"), "checkpoint": item.value["checkpoint"]}
+    if "best_uniform" not in pair and result["best_uniform"] is not None:
+        out["best_uniform"] = out["chosen"]  # the same assignment: one fine-tuning and build serves both
     return out
 
 
