@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import re
+
 import numpy as np
 import pytest
 
@@ -254,3 +257,94 @@ def test_top1_counts_the_labels_the_logits_pick():
     assert metrics["top1"] == 0.75 and metrics["logits_mae"] == 0.0
     shifted = logits_metrics(acc + np.array([0, 0, 2]), acc, np.array([1.0, 1.0, 0.5]), labels)
     assert shifted["logits_mae"] == pytest.approx((1.0 * 4) / 12)  # 0.5 * 2 on the last logit of 4 rows
+
+
+def test_each_bad_argument_is_named_in_a_whole_message():
+    weights, inputs = np.ones((2, 4), dtype=np.int64), np.ones((3, 4), dtype=np.int64)
+    cases = [
+        ((weights.astype(np.float32), inputs, 8, "wrap"), {}, r"weights_int must hold integers, got dtype float32"),
+        ((weights, inputs[0], 8, "wrap"), {}, r"inputs_int must be 2-D, got shape \(4,\)"),
+        ((np.full((2, 4), 2**63, dtype=np.uint64), inputs, 8, "wrap"), {}, "weights_int has values above the int64 range"),
+        ((weights, inputs, 8, "saturate"), {"order": np.zeros((0, 4), dtype=int)}, "order must hold at least one ordering"),
+        ((weights, inputs, 8, "saturate"), {"order": np.arange(4.0)},
+         r"order must be an integer permutation of range\(4\) or an \(R, 4\) array of them; got dtype float64, shape \(4,\)"),
+        ((weights, inputs, 8, "saturate"), {"order": np.zeros((1, 1, 4), dtype=int)},
+         r"order must be an integer permutation of range\(4\) or an \(R, 4\) array of them; got dtype int64, shape \(1, 1, 4\)"),
+        ((weights, inputs, 8, "saturate"), {"num_threads": True}, "num_threads must be an integer >= 1, got True"),
+        ((weights, inputs, 8, "saturate"), {"num_threads": 1.0}, r"num_threads must be an integer >= 1, got 1.0"),
+        ((weights, inputs, 1, "wrap"), {}, "acc_bits must be an integer >= 2, got 1"),
+        ((weights, inputs, 8, "Wrap"), {}, "mode must be one of exact, wrap, saturate, clip_final; got 'Wrap'"),
+        ((weights, np.ones((3, 5), dtype=np.int64), 8, "wrap"), {},
+         r"weights_int is \(C, K\) = \(2, 4\) and inputs_int is \(B, K\) = \(3, 5\): K differs"),
+    ]
+    for args, kwargs, message in cases:
+        with pytest.raises(FlowError) as err:
+            simulate_accumulation(*args, **kwargs)
+        assert re.fullmatch(message, str(err.value)), (str(err.value), message)
+
+
+def test_the_int64_limit_is_where_the_sum_of_products_reaches_2_to_62():
+    # |w| * |x| * K == 2^62 exactly is refused; one less in |x| passes and is simulated exactly
+    weights = np.full((1, 4), 2**30, dtype=np.int64)
+    at_limit = np.full((1, 4), 2**30, dtype=np.int64)
+    with pytest.raises(FlowError, match=r"^\|weights\| \* \|inputs\| \* K = 4611686018427387904 reaches 2\^62"):
+        simulate_accumulation(weights, at_limit, 62, "exact")
+    below = simulate_accumulation(weights, at_limit - 1, 62, "exact")
+    assert int(below.acc[0, 0]) == 4 * 2**30 * (2**30 - 1)
+    # past 2^53 the sums run in int64: a float64 product would round this odd total
+    odd = simulate_accumulation(np.array([[2**40 + 1, 1]]), np.array([[2**12 + 1, 1]]), 63, "exact")
+    assert int(odd.acc[0, 0]) == (2**40 + 1) * (2**12 + 1) + 1
+
+
+def test_boolean_and_unsigned_inputs_are_read_as_integers():
+    rng = np.random.default_rng(5)
+    weights = rng.integers(-8, 8, size=(3, 6))
+    bits = rng.integers(0, 2, size=(4, 6))
+    as_bool = simulate_accumulation(weights, bits.astype(bool), 4, "saturate", num_threads=1)
+    as_int = simulate_accumulation(weights, bits, 4, "saturate", num_threads=1)
+    as_uint = simulate_accumulation(weights.astype(np.int8), bits.astype(np.uint64), 4, "saturate", num_threads=1)
+    for result in (as_bool, as_uint):
+        np.testing.assert_array_equal(result.acc, as_int.acc)
+        np.testing.assert_array_equal(result.overflowed, as_int.overflowed)
+    assert as_int.acc.dtype == np.int64 and as_int.overflowed.any()
+
+
+def test_max_abs_and_thread_count():
+    assert overflow._max_abs(np.zeros((0, 3), dtype=np.int64)) == 0
+    assert overflow._max_abs(np.array([[-5, 3]])) == 5 and overflow._max_abs(np.array([[-3, 5]])) == 5
+    assert overflow._max_abs(np.array([np.iinfo(np.int64).min])) == 2**63  # no int64 overflow
+    assert overflow._thread_count(3) == 3 and overflow._thread_count(np.int64(2)) == 2
+    assert overflow._thread_count(None) == len(os.sched_getaffinity(0))
+
+
+@pytest.mark.parametrize(("state_elements", "args", "expected"), [
+    # one ordering, one thread: one task over all rows
+    (2**17, (10, 4, 1, 1), [([0], (0, 10))]),
+    # fewer orderings than threads: the rows are sliced so that every thread has work
+    (2**17, (10, 4, 1, 4), [([0], (0, 2)), ([0], (2, 5)), ([0], (5, 8)), ([0], (8, 10))]),
+    (2**17, (3, 4, 1, 8), [([0], (0, 1)), ([0], (1, 2)), ([0], (2, 3))]),
+    # many orderings of a small state: grouped, ceil(orderings / threads) per group
+    (2**17, (10, 4, 8, 2), [([0, 1, 2, 3], (0, 10)), ([4, 5, 6, 7], (0, 10))]),
+    (2**17, (10, 4, 7, 2), [([0, 1, 2, 3], (0, 10)), ([4, 5, 6], (0, 10))]),
+    # a group never holds more than state_elements // (rows * outputs) orderings
+    (24, (3, 4, 10, 1), [([0, 1], (0, 3)), ([2, 3], (0, 3)), ([4, 5], (0, 3)), ([6, 7], (0, 3)), ([8, 9], (0, 3))]),
+    # a state larger than state_elements is sliced by rows, one ordering per task
+    (12, (10, 4, 2, 2), [([o], rows) for o in (0, 1) for rows in ((0, 2), (2, 5), (5, 8), (8, 10))]),
+    (12, (2, 4, 1, 4), [([0], (0, 1)), ([0], (1, 2))]),
+])
+def test_task_plan(monkeypatch, state_elements, args, expected):
+    monkeypatch.setattr(overflow, "_STATE_ELEMENTS", state_elements)
+    plan = overflow._plan_tasks(*args)
+    assert [(group.tolist(), (rows.start, rows.stop)) for group, rows in plan] == expected
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_task_plan_covers_every_ordering_and_row_once(monkeypatch, seed):
+    rng = np.random.default_rng(seed)
+    monkeypatch.setattr(overflow, "_STATE_ELEMENTS", int(rng.integers(4, 64)))
+    n_rows, n_outputs, n_orders, threads = (int(v) for v in rng.integers(1, 12, size=4))
+    covered = np.zeros((n_orders, n_rows), dtype=int)
+    for group, rows in overflow._plan_tasks(n_rows, n_outputs, n_orders, threads):
+        assert rows.stop > rows.start
+        covered[np.ix_(group, np.arange(rows.start, rows.stop))] += 1
+    assert (covered == 1).all()

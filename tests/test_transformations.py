@@ -14,7 +14,7 @@ from flow.artifacts import PROP_ACC_MODE, PROP_ACCUMULATORS, PROP_SIDECAR, Layer
 from flow.core.accumulator import weight_fingerprint
 from flow.core.errors import FlowError
 from flow.finn.steps import step_a2q_accumulators
-from flow.finn.transformations import SetA2QAccumulatorWidth
+from flow.finn.transformations import SetA2QAccumulatorWidth, is_dot_product_layer, layer_weights_by_channel
 
 # Two output channels, K=4, inputs UINT2 in [0, 3]:
 #   channel 0 = [3, -2, 1, 0]: partial sums within [-2*3, (3+1)*3] = [-6, 12]
@@ -193,3 +193,44 @@ def test_the_layer_errors_say_what_happened_and_what_to_do():
         "the ones the sidecar describes (was the ONNX file exported by another exporter, e.g. Brevitas's own, which "
         "rounds A2Q weights differently?). Re-export with flow.export, or allow it explicitly (allow_unmatched_sidecar) "
         "to build those layers with exact widths")
+
+
+def test_the_unknown_mode_error_is_whole_and_names_the_option():
+    with pytest.raises(FlowError) as err:
+        SetA2QAccumulatorWidth([], "widest")
+    assert str(err.value) == "unknown accumulator mode 'widest'; valid: exact, target" and err.value.option == "acc_mode"
+    layer = SetA2QAccumulatorWidth()
+    assert layer.layers == [] and layer.mode == "exact" and layer.allow_unmatched is False
+
+
+@pytest.mark.parametrize(("op_type", "domain", "expected"), [
+    ("MVAU", "finn.custom_op.fpgadataflow", True), ("MVAU_hls", "finn.custom_op.fpgadataflow.hls", True),
+    ("VVAU_rtl", "finn.custom_op.fpgadataflow.rtl", True), ("MVAU", "qonnx.custom_op.general", False),
+    ("Thresholding_hls", "finn.custom_op.fpgadataflow.hls", False), ("MVAUX", "finn.custom_op.fpgadataflow", False),
+    ("MatMul", "", False)])
+def test_dot_product_layers_are_finn_mvau_and_vvau_of_any_backend(op_type, domain, expected):
+    assert is_dot_product_layer(helper.make_node(op_type, ["a"], ["b"], domain=domain)) is expected
+
+
+def test_weights_by_channel_in_the_nodes_arithmetic():
+    model = make_mvau(WEIGHTS_BY_CHANNEL)
+    (node,) = model.graph.node
+    np.testing.assert_array_equal(layer_weights_by_channel(model, node), WEIGHTS_BY_CHANNEL)
+    assert layer_weights_by_channel(model, node).dtype == np.int64
+    # XNOR mode stores bipolar weights as {0, 1}: the arithmetic is +-1
+    bits = np.array([[1, 0, 0, 1], [0, 0, 1, 1]])
+    xnor = make_mvau(bits)
+    getCustomOp(xnor.graph.node[0]).set_nodeattr("binaryXnorMode", 1)
+    np.testing.assert_array_equal(layer_weights_by_channel(xnor, xnor.graph.node[0]), 2 * bits - 1)
+    # a VVAU holds (channels, 1, kh, kw)
+    vvau = helper.make_node("VVAU", ["inp", "vweights"], ["outp"], domain="finn.custom_op.fpgadataflow",
+                            backend="fpgadataflow", name="VVAU_0", Channels=2, Kernel=[2, 2], PE=1, SIMD=1,
+                            inputDataType="UINT2", weightDataType="INT8", outputDataType="INT32", accDataType="INT32",
+                            noActivation=1, ActVal=0, Dim=[1, 1])
+    model.graph.node.append(vvau)
+    model.set_initializer("vweights", np.arange(-4, 4, dtype=np.float32).reshape(2, 1, 2, 2))
+    np.testing.assert_array_equal(layer_weights_by_channel(model, vvau), [[-4, -3, -2, -1], [0, 1, 2, 3]])
+    model.graph.initializer.remove(next(t for t in model.graph.initializer if t.name == "weights"))
+    with pytest.raises(FlowError) as err:
+        layer_weights_by_channel(model, node)
+    assert str(err.value) == "layer MVAU_0: weights are not a constant initializer; A2Q needs the trained integers"
