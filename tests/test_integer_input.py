@@ -37,7 +37,8 @@ def quant_graph(scale, bits=4, signed=1, zero_point=0.0, op="Quant", first="quan
     model.set_initializer("scale", np.asarray(scale, dtype=np.float32))
     if op == "Quant":
         model.set_initializer("zero_point", np.asarray(zero_point, dtype=np.float32))
-        model.set_initializer("bit_width", np.asarray(bits, dtype=np.float32))
+        if bits is not None:
+            model.set_initializer("bit_width", np.asarray(bits, dtype=np.float32))
     return model
 
 
@@ -97,7 +98,9 @@ def test_a_bipolar_input_is_read_as_0_1_only_when_asked():
     quant_graph(0.0),
     quant_graph(-0.5),
     quant_graph(0.5, first="relu"),  # the input's reader is not a quantizer
-], ids=["scaled-bipolar", "zero-point", "vector-scale", "zero-scale", "negative-scale", "not-a-quantizer"])
+    quant_graph(0.5, bits=None),  # a bit width computed in the graph, not a constant
+], ids=["scaled-bipolar", "zero-point", "vector-scale", "zero-scale", "negative-scale", "not-a-quantizer",
+        "dynamic-bit-width"])
 def test_graphs_it_cannot_rewrite_are_left_as_they_are(model):
     before = model.model.SerializeToString()
     after, modified = IntegerInputFromQuant(unsigned_binary=True).apply(model)

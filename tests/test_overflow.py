@@ -331,6 +331,12 @@ def test_max_abs_and_thread_count():
     # a state larger than state_elements is sliced by rows, one ordering per task
     (12, (10, 4, 2, 2), [([o], rows) for o in (0, 1) for rows in ((0, 2), (2, 5), (5, 8), (8, 10))]),
     (12, (2, 4, 1, 4), [([0], (0, 1)), ([0], (1, 2))]),
+    # one ordering per group where only one fits; the division rounds down
+    (12, (3, 4, 3, 1), [([0], (0, 3)), ([1], (0, 3)), ([2], (0, 3))]),
+    (30, (3, 4, 10, 1), [([0, 1], (0, 3)), ([2, 3], (0, 3)), ([4, 5], (0, 3)), ([6, 7], (0, 3)), ([8, 9], (0, 3))]),
+    (3, (1, 1, 4, 1), [([0, 1], (0, 1)), ([2, 3], (0, 1))]),
+    # more slices than rows: no empty slice
+    (4, (2, 10, 1, 1), [([0], (0, 1)), ([0], (1, 2))]),
 ])
 def test_task_plan(monkeypatch, state_elements, args, expected):
     monkeypatch.setattr(overflow, "_STATE_ELEMENTS", state_elements)
@@ -348,3 +354,55 @@ def test_task_plan_covers_every_ordering_and_row_once(monkeypatch, seed):
         assert rows.stop > rows.start
         covered[np.ix_(group, np.arange(rows.start, rows.stop))] += 1
     assert (covered == 1).all()
+
+
+def test_no_wrap_or_clip_at_63_and_64_bits():
+    # the sums stay below 2^62, so a 63- or 64-bit register holds them; 2^63 and 2^64 are outside int64
+    weights, inputs = np.array([[2**39, -(2**38)]]), np.array([[2**20, 2**21]])
+    for bits in (63, 64):
+        for mode in ("wrap", "clip_final", "saturate"):
+            assert simulate_accumulation(weights, inputs, bits, mode).acc.tolist() == [[0]], (bits, mode)
+
+
+def test_sums_beyond_float64_precision_are_exact():
+    # |w| * |x| * K >= 2^53: the product sums run in int64; float64 would round this odd total
+    weights, inputs = np.array([[2**52 + 1, 2]]), np.array([[3, 1]])
+    assert int(simulate_accumulation(weights, inputs, 62, "exact").acc[0, 0]) == 3 * (2**52 + 1) + 2
+
+
+def test_an_unsigned_64_bit_value_at_the_int64_maximum_is_accepted():
+    top = np.iinfo(np.int64).max
+    read = overflow._as_int_matrix("weights_int", np.array([[top, 1]], dtype=np.uint64))
+    assert read.dtype == np.int64 and read.tolist() == [[top, 1]]
+
+
+def test_overflow_flags_are_booleans_on_every_path():
+    weights, inputs = np.array([[100, 100, -100]]), np.array([[1, 1, 1], [0, 0, 1]])
+    for num_threads in (1, 2):
+        result = simulate_accumulation(weights, inputs, 8, "saturate", order=[[0, 1, 2], [2, 0, 1]], num_threads=num_threads)
+        assert result.overflowed.dtype == np.bool_ and result.overflowed.tolist() == [[[True], [False]], [[False], [False]]]
+    assert simulate_accumulation(weights, inputs, 16, "wrap").overflowed.dtype == np.bool_
+
+
+def test_thread_count_follows_the_usable_cpus(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 7)
+    assert overflow._thread_count(None) == 1
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
+    assert overflow._thread_count(None) == 3
+    monkeypatch.delattr(os, "sched_getaffinity")  # platforms without it: the CPU count, 1 when unknown
+    assert overflow._thread_count(None) == 7
+    monkeypatch.setattr(os, "cpu_count", lambda: None)
+    assert overflow._thread_count(None) == 1
+
+
+def test_logits_metrics_errors_are_whole():
+    acc = np.zeros((2, 3), dtype=np.int64)
+    for args, message in (((np.zeros(3), np.zeros(3), 1.0, [0]), "acc must be (..., B, C), got shape (3,)"),
+                          ((acc, np.zeros((4, 3)), 1.0, [0, 1]),
+                           "acc (2, 3), acc_ref (4, 3) and scale () do not broadcast"),
+                          ((acc, np.zeros((3, 2, 3)), 1.0, [0, 1]),
+                           "acc_ref (3, 2, 3) and scale () must broadcast to acc (2, 3)")):
+        with pytest.raises(FlowError) as err:
+            logits_metrics(*args)
+        assert str(err.value) == message

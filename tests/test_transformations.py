@@ -230,7 +230,19 @@ def test_weights_by_channel_in_the_nodes_arithmetic():
     model.graph.node.append(vvau)
     model.set_initializer("vweights", np.arange(-4, 4, dtype=np.float32).reshape(2, 1, 2, 2))
     np.testing.assert_array_equal(layer_weights_by_channel(model, vvau), [[-4, -3, -2, -1], [0, 1, 2, 3]])
+    assert layer_weights_by_channel(model, vvau).dtype == np.int64
     model.graph.initializer.remove(next(t for t in model.graph.initializer if t.name == "weights"))
     with pytest.raises(FlowError) as err:
         layer_weights_by_channel(model, node)
     assert str(err.value) == "layer MVAU_0: weights are not a constant initializer; A2Q needs the trained integers"
+
+
+def test_a_float_input_is_refused_by_name_and_nothing_is_reported_as_modified():
+    model = make_mvau(WEIGHTS_BY_CHANNEL)
+    model, modified = SetA2QAccumulatorWidth(sidecar_layers(8)).apply(model)
+    assert modified is False  # one pass sets every layer: qonnx's transform() must not loop
+    model.set_tensor_datatype("inp", DataType["FLOAT32"])
+    getCustomOp(model.graph.node[0]).set_nodeattr("inputDataType", "FLOAT32")
+    with pytest.raises(FlowError) as err:
+        SetA2QAccumulatorWidth(sidecar_layers(8)).apply(model)
+    assert str(err.value) == "layer MVAU_0: input datatype FLOAT32 is not an integer type"
