@@ -67,6 +67,10 @@ EQUIVALENT = {
     "x__saturating_sums__mutmut_172": "the pool's size does not change the results",
     "x_logits_metrics__mutmut_18": "asarray(scale) without float64: integer scales times integer accumulators are exact, and the mean is a float either way",
     "x_logits_metrics__mutmut_20": "asarray(scale) without float64: integer scales times integer accumulators are exact, and the mean is a float either way",
+    "x__saturating_sums__mutmut_57": "detected by the timeout: range(rows, rows_per_chunk) steps one row at a time "
+                                     "over a huge range, and the tests do not finish",
+    "xǁSetA2QAccumulatorWidthǁapply__mutmut_154": "detected by the timeout: a pass that says it modified the graph makes "
+                                                  "qonnx's transform() run it again forever",
     "x_layer_weights_by_channel__mutmut_30": "reshape(n, -2) -> NumPy reads any negative size as 'infer'",
     "x_to_graph_input__mutmut_6": "without float64 the input keeps its float32 (or integer) type; x / scale and rounding agree for the values an 8-bit-or-narrower input quantizer takes",
     "x_to_graph_input__mutmut_8": "without float64 the input keeps its float32 (or integer) type; x / scale and rounding agree for the values an 8-bit-or-narrower input quantizer takes",
