@@ -50,8 +50,8 @@ def tiny_search(tmp_path_factory):
     return root, base, cfg, result
 
 
-def test_a_tiny_search_writes_its_results_and_the_chosen_map_builds(tiny_search):
-    root, base, cfg, result = tiny_search
+def test_a_tiny_search_writes_its_results(tiny_search):
+    root, _, cfg, result = tiny_search
     out = root / "out"
     assert {p.name for p in out.iterdir()} >= {SEARCH_JSON, CHOSEN_JSON, "trials.csv", "pareto_set.csv", "search.md",
                                                "search.png", "sensitivity.png"}
@@ -71,7 +71,13 @@ def test_a_tiny_search_writes_its_results_and_the_chosen_map_builds(tiny_search)
     assert set(chosen) == set(layers) and set(chosen.values()) <= {11, 12}
     assert result["chosen"]["quality"] >= result["floor"] and result["chosen"]["lut_model"] <= result["best_uniform"]["lut_model"]
 
+
+@pytest.mark.slow
+def test_the_chosen_map_builds_with_each_layer_held_to_its_target(tiny_search):
     # the chosen map is a per-layer target the build accepts: A2Q fine-tuning and the build hold each layer to it
+    root, base, cfg, result = tiny_search
+    out, layers = root / "out", result["layers"]
+    chosen = json.loads((out / CHOSEN_JSON).read_text())
     base = search_base(base, cfg, result["float_checkpoint"])
     summary = build(replace(base, quantizer="a2q", acc_bits=12, acc_bits_map=str(out / CHOSEN_JSON)))
     by_layer = {row.layer: row for row in summary.layers if row.acc_bits_target is not None}
@@ -104,6 +110,10 @@ def test_the_surrogate_reproduces_the_build_it_was_made_from(tiny_search):
     at_built_p = {row.layer: int(row.acc_datatype.removeprefix("INT")) for row in summary.layers
                   if row.layer in surrogate.layers}
     assert surrogate.lut(at_built_p) == summary.totals["lut_model"]
+    # the reference build is AXE at P=12 for every layer, where the weights' data types alone would need more
+    a2q_rows = [row for row in summary.layers if row.layer in surrogate.layers]
+    assert all(row.acc_bits_target == 12 and row.acc_bits_exact <= 12 for row in a2q_rows)
+    assert max(row.acc_bits_datatype_bound for row in a2q_rows) > 12 and summary.finn_check.passed
     with pytest.raises(FlowError, match="needs a P for every A2Q layer; missing"):
         surrogate.lut({})
 
