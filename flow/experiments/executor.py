@@ -72,6 +72,11 @@ _ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 _FUNCTION_REF = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
 
 
+def gpus_for(device: str) -> int:
+    """The GPUs a task on torch ``device`` reserves: one for a CUDA device, none otherwise."""
+    return 1 if device.startswith("cuda") else 0
+
+
 @dataclass(frozen=True)
 class Task:
     """One unit of work: ``function(**kwargs)``, reserving ``num_cpus`` CPUs and ``num_gpus`` GPUs on Ray.
@@ -79,7 +84,7 @@ class Task:
     ``function`` is ``"package.module:function"`` (imported where the task runs; the module must exist
     here too) or a function defined at module level. ``key`` names the task in results and logs and is
     unique among the tasks of one :func:`run_tasks` call. Resources are counts (fractions allowed) that
-    Ray reserves; a training task with ``device="cuda"`` asks for ``num_gpus=1``.
+    Ray reserves; a training task with ``device="cuda"`` asks for ``num_gpus=gpus_for(device)``, one.
     """
 
     key: str

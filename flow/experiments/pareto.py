@@ -20,7 +20,7 @@ from flow.artifacts import Summary, write_text_atomic
 from flow.core import accumulator as acc
 from flow.core.errors import FlowError
 from flow.core.log import log as default_log
-from flow.experiments.executor import Task, TaskOutput, run_tasks
+from flow.experiments.executor import Task, TaskOutput, gpus_for, run_tasks
 from flow.experiments.sweep import reusable_summary
 from flow.options import BuildOptions, BuildPlan, resolve_plan
 from flow.pipeline import build, checkpoint_for, ensure_checkpoint
@@ -189,7 +189,7 @@ def run_pareto(base: BuildOptions, grid: ParetoGrid, out_dir: Path, log=default_
     every = base.init_checkpoint or get_model_spec(base.model).init_from_float
     start_user = "all points" if every else "the post-training points"
     tasks = [Task(key=plan.tag, function=pareto_point, kwargs={"options": plan.options},
-                  num_gpus=1 if plan.options.device.startswith("cuda") else 0) for plan in todo]
+                  num_gpus=gpus_for(plan.options.device)) for plan in todo]
     log(f"[pareto] {base.model}: {len(tasks)} points ({', '.join(grid.quantizers)}; P {list(grid.acc_bits)}; "
         f"bits {list(grid.bits)})" + (f"; {start_user} start from the float checkpoint {start}" if start else ""))
     if tasks:

@@ -33,7 +33,7 @@ from flow.core.digests import settings_digest
 from flow.core.errors import FlowError
 from flow.core.log import log as default_log
 from flow.core.resource_model import ResourceModel, bits_of
-from flow.experiments.executor import Task, TaskOutput, run_tasks
+from flow.experiments.executor import Task, TaskOutput, gpus_for, run_tasks
 from flow.experiments.pareto import ParetoGrid, float_start
 from flow.options import BuildOptions, resolve_plan
 from flow.pipeline import axe_targets, build, ensure_checkpoint
@@ -247,7 +247,7 @@ def run_search(base: BuildOptions, cfg: SearchConfig, out_dir: Path, log=default
     grid = ParetoGrid(quantizers=(cfg.quantizer,), acc_bits=(cfg.acc_bits_max,), bits=(base.weight_bits,), width=cfg.width,
                       epochs=base.epochs)
     start = float_start(base, grid)
-    base = search_base(base, cfg, start)
+    base = replace(base, init_checkpoint=start) if start else base
     reference_plan = resolve_plan(replace(base, quantizer=cfg.quantizer, acc_bits=cfg.acc_bits_max))
     layers = sorted(axe_targets(reference_plan))
     widths = list(range(cfg.acc_bits_max, cfg.acc_bits_min - 1, -1))
@@ -272,7 +272,7 @@ def run_search(base: BuildOptions, cfg: SearchConfig, out_dir: Path, log=default
             options = candidate_options(base, cfg, candidate.acc_bits, cfg.quantizer)
             keyed[resolve_plan(options).tag] = (candidate, options)
         tasks = [Task(key=key, function=evaluate_candidate, kwargs={"options": options},
-                      num_gpus=1 if base.device.startswith("cuda") else 0) for key, (_, options) in keyed.items()]
+                      num_gpus=gpus_for(base.device)) for key, (_, options) in keyed.items()]
         for result in run_tasks(tasks, workers=workers, address=address, progress=len(tasks) > 1,
                                 description="search candidates"):
             candidate = keyed[result.key][0]
@@ -403,7 +403,7 @@ def finetune_pair(base: BuildOptions, cfg: SearchConfig, result: dict, workers, 
         pair["best_uniform"] = json.loads(result["best_uniform"]["acc_bits"])
     tasks = [Task(key=name, function=checkpoint_and_build,
                   kwargs={"options": candidate_options(base, cfg, acc_bits, cfg.finetune)},
-                  num_gpus=1 if base.device.startswith("cuda") else 0) for name, acc_bits in pair.items()]
+                  num_gpus=gpus_for(base.device)) for name, acc_bits in pair.items()]
     log(f"[search] fine-tuning with {cfg.finetune} and building: {', '.join(pair)}")
     out = {}
     for item in run_tasks(tasks, workers=workers, address=address, description="fine-tune and build"):

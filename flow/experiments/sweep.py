@@ -20,7 +20,7 @@ from pathlib import Path
 from flow.artifacts import Summary
 from flow.core.errors import FlowError
 from flow.core.log import log as default_log
-from flow.experiments.executor import ADDRESS_ENV, Task, TaskOutput, run_tasks
+from flow.experiments.executor import ADDRESS_ENV, Task, TaskOutput, gpus_for, run_tasks
 from flow.options import BuildOptions, BuildPlan, identity_of, resolve_plan
 from flow.pipeline import build, checkpoint_for, trains_on_build
 from flow.reports.summary import SUMMARY_JSON
@@ -191,7 +191,7 @@ def run_sweep(base_opts: BuildOptions, acc_bits_list: list, foldings: list[str |
         write_sweep(table(), out_dir)
 
     tasks = [Task(key=plan.tag, function=build_point, kwargs={"options": plan.options, "return_files": remote},
-                  num_gpus=1 if plan.options.device.startswith("cuda") else 0) for plan in todo]
+                  num_gpus=gpus_for(plan.options.device)) for plan in todo]
     if tasks:
         run_tasks(tasks, workers=workers, address=address, on_result=finished, description="sweep points")
     final = table()

@@ -76,12 +76,12 @@ def layer_reports(model: ModelWrapper, sidecar: Sidecar, finn_report_dir: Path) 
             row.input_datatype = inst.get_input_datatype(0).name
             row.mh = _attr(inst, "NumChannels")
             row.thresholds = _attr(inst, "numSteps")
-            layer_of = {}
+            names = set()
             for producer in accumulating_producers(model, node.input[0]):
-                weights = layer_weights_by_channel(model, producer)
-                record = by_fingerprint.get(acc.weight_fingerprint(weights))
-                layer_of[producer.name] = record.name if record and record.acc_bits_target is not None else None
-            row.acc_layers = sorted(name for name in layer_of.values() if name) or None
+                record = by_fingerprint.get(acc.weight_fingerprint(layer_weights_by_channel(model, producer)))
+                if record and record.acc_bits_target is not None:
+                    names.add(record.name)
+            row.acc_layers = sorted(names) or None
         rows.append(row)
     return rows
 
