@@ -55,7 +55,7 @@ BUILD_ARGS = $(MODEL_ARGS) $(call opt,--board,$(BOARD)) $(call opt,--folding,$(F
              $(call opt,--outputs,$(OUTPUTS)) $(call opt,--synth,$(SYNTH)) $(call opt,--rtlsim,$(RTLSIM)) \
              $(if $(filter 1 yes true on,$(ALLOW_UNMATCHED_SIDECAR)),--allow-unmatched-sidecar) $(call opt,--steps,$(STEPS))
 
-.PHONY: setup data build train sweep pareto search overflow calibrate compare deploy test test-all mutation models boards clean
+.PHONY: setup data build train sweep pareto search overflow calibrate zoo-fit compare deploy test test-all mutation models boards clean
 
 setup: $(STAMP) $(PROJECT) data
 
@@ -128,6 +128,10 @@ overflow: setup
 # build_configs/resource_model.json, with the grid, the tool versions and the errors on held-out shapes.
 calibrate: setup
 	$(PY) -m flow calibrate $(call opt,--workers,$(WORKERS)) $(call opt,--ray-address,$(RAY_ADDRESS))
+
+# Every zoo model's default build against its default board (exit 1 if one does not fit): hw_reports/zoo_fit/.
+zoo-fit: setup
+	$(PY) -m flow zoo-fit $(call opt,--workers,$(WORKERS)) $(call opt,--ray-address,$(RAY_ADDRESS))
 
 # One table (CSV, Markdown) and plots over the builds in REPORTS (default: everything in hw_reports/).
 compare: setup

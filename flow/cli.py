@@ -277,7 +277,8 @@ def cmd_boards(args) -> int:
 
     for name, board in load_boards().items():
         r = board["resources"]
-        print(f"{name:10s} {board['fpga_part']:22s} LUT {r['lut']:7d}  BRAM18 {r['bram18']:5d}  URAM {r['uram']:3d}  DSP {r['dsp']:5d}")
+        print(f"{name:10s} {board['fpga_part']:22s} {board['shell_flow']:12s} LUT {r['lut']:7d}  BRAM18 {r['bram18']:5d}  "
+              f"URAM {r['uram']:4d}  DSP {r['dsp']:5d}")
     return 0
 
 
@@ -304,6 +305,21 @@ def cmd_calibrate(args) -> int:
     print(validation_table(model.validation))
     print(f"[calibrate] resource model -> {out}")
     return 0
+
+
+def cmd_zoo_fit(args) -> int:
+    from flow.experiments.zoo_fit import run_zoo_fit, zoo_fit_table
+    from models.registry import MODELS
+
+    names = split_words(args.models) or list(MODELS)
+    unknown = [name for name in names if name not in MODELS]
+    if unknown:
+        raise FlowError(f"unknown model(s) {', '.join(unknown)}; valid: {', '.join(MODELS)}", option="model")
+    out = Path(args.out)
+    fits = run_zoo_fit(names, out, workers=args.workers, address=args.ray_address)
+    print(zoo_fit_table(fits))
+    print(f"[zoo-fit] table in {out}")
+    return 0 if all(fit.fits for fit in fits) else 1
 
 
 def cmd_overflow(args) -> int:
@@ -456,6 +472,13 @@ def make_parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--ray-address", default=None,
                            help="synthesize the grid's layers on this Ray cluster (default: RAY_ADDRESS; else here)")
     calibrate.set_defaults(func=cmd_calibrate)
+
+    zoo_fit = sub.add_parser("zoo-fit", help="build every zoo model at its defaults and check it fits its default board")
+    zoo_fit.add_argument("--models", nargs="*", default=None, help="models to check (default: the whole registry)")
+    zoo_fit.add_argument("--out", default="hw_reports/zoo_fit", help="folder of zoo_fit.{json,md}")
+    zoo_fit.add_argument("--workers", type=positive_int, default=None, help="builds at a time (local Ray)")
+    zoo_fit.add_argument("--ray-address", default=None, help="build on this Ray cluster (default: RAY_ADDRESS)")
+    zoo_fit.set_defaults(func=cmd_zoo_fit)
 
     add_overflow_parser(sub)
 

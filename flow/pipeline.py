@@ -373,7 +373,7 @@ def finn_stage(exported: Exported, plan: BuildPlan, steps: list, identity: dict)
     opts = plan.options
     work_dir, report_dir = plan.work_dir, plan.report_dir
     extra_config = {"standalone_thresholds": plan.standalone_thresholds}
-    if opts.outputs == "bitfile" and not missing_xilinx_tools():
+    if opts.outputs == "bitfile" and not missing_xilinx_tools(plan.board.shell_flow):
         steps, bitfile_extra = bitfile_config(plan.board, steps)
         extra_config.update(bitfile_extra)
     run = FinnRun(board=plan.board, folding=plan.folding, target_fps=plan.target_fps, acc_mode=plan.acc_mode,
@@ -397,13 +397,13 @@ def finn_stage(exported: Exported, plan: BuildPlan, steps: list, identity: dict)
                        options=opts.as_dict(), identity=identity)
     summary = make_summary(facts, exported.sidecar, outcome, check, synth=synth, rtlsim=rtlsim,
                            vivado=vivado_figures(finn_report_dir), resource_model=load_resource_model())
-    bitfiles = sorted((work_dir / "finn" / "bitfile").glob("*.bit"))
-    deploy_dir = write_deployment(final_model, graph_inputs, finn_outputs, work_dir / "deploy", plan.board.clock_ns,
+    bitfiles = sorted((work_dir / "finn" / "bitfile").glob("*.bit")) + sorted((work_dir / "finn" / "bitfile").glob("*.xclbin"))
+    deploy_dir = write_deployment(final_model, graph_inputs, finn_outputs, work_dir / "deploy", plan.board,
                                   bitfile=bitfiles[0] if bitfiles else None)
     log(f"[build] PYNQ deployment folder: {deploy_dir}")
     paths = write_report(report_dir, summary, finn_report_dir)
     require_tools_for(opts.outputs, [paths["json"], paths["md"], paths["finn_reports"], exported.onnx_path, final_model,
-                                     deploy_dir])
+                                     deploy_dir], plan.board.shell_flow)
     if not check.passed:
         raise FlowError(f"the FINN graph does not match the QONNX model (max abs diff {check.max_abs_diff}, "
                         f"{check.mismatches} differing elements); see {report_dir}")

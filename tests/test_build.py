@@ -282,7 +282,28 @@ def test_deployment_folder_validates_against_the_torch_model(roots, default_buil
         assert np.array_equal(packed, finn_pack(folded, dtype, reverse_endian=True, reverse_inner=True))
         assert np.array_equal(packed_bytearray_to_finnpy(packed, dtype, folded_shape, reverse_endian=True,
                                                          reverse_inner=True), folded)
-    assert "no Vivado" in (deploy / "README.md").read_text()
+    readme = (deploy / "README.md").read_text()
+    assert "had no Xilinx tools" in readme and "On the board (PYNQ image)" in readme
+    assert json.loads((deploy / "driver" / "settings.json").read_text())["driver_information"]["platform"] == "zynq-iodma"
+
+
+def test_zoo_fit_reads_back_the_default_build_and_reports_its_board_fit(roots, default_build, tmp_path):
+    """`make zoo-fit` judges each model's default build by the build's own fit check; a finished build with
+    the same inputs is read back, not rebuilt."""
+    from flow.experiments.zoo_fit import run_zoo_fit
+
+    messages = []
+    template = BuildOptions(epochs=1, max_steps_per_epoch=20, **roots)
+    (fit,) = run_zoo_fit(["linear"], tmp_path / "zoo", template=template, log=messages.append)
+    assert any("reusing" in m for m in messages)
+    assert fit.build == default_build["build"] and fit.board == "pynq-z2" and fit.acc_bits == 16
+    board_fit = default_build["board_fit"]
+    assert (fit.fits, fit.source, fit.utilization) == (board_fit["fits"], board_fit["source"], board_fit["utilization"])
+    assert fit.source == "open_synthesis" and fit.fits  # the linear default synthesizes its RTL layers
+    table = (tmp_path / "zoo" / "zoo_fit.md").read_text()
+    assert f"| linear | pynq-z2 | linear_default | 16 | yes | {100 * board_fit['utilization']['lut']:.1f} % |" in table
+    assert "Every zoo model's default build fits" in table
+    assert json.loads((tmp_path / "zoo" / "zoo_fit.json").read_text())[0]["build"] == fit.build
 
 
 def test_summary_json_matches_the_documented_schema(default_build):

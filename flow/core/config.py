@@ -18,7 +18,9 @@ CONFIG_DIR = Path(__file__).resolve().parent.parent / "build_configs"
 REPORTS_ROOT = Path("hw_reports")
 WORK_ROOT = Path("build")
 CHECKPOINT_ROOT = Path("checkpoints")
-BOARD_KEYS = {"fpga_part", "finn_board", "family", "clock_ns", "resources"}
+BOARD_KEYS = {"fpga_part", "finn_board", "family", "clock_ns", "shell_flow", "resources"}
+# FINN's two shells: a Zynq SoC with the PYNQ image (Vivado), an Alveo card through Vitis (needs a platform)
+SHELL_FLOWS = ("vivado_zynq", "vitis_alveo")
 RESOURCE_KEYS = {"lut", "ff", "bram18", "uram", "dsp"}
 MODEL_DEFAULT_KEYS = {"board", "folding", "target_fps", "acc_mode", "standalone_thresholds", "synth", "rtlsim"}
 
@@ -42,6 +44,14 @@ def load_boards() -> dict[str, dict]:
         missing = BOARD_KEYS - set(board)
         if missing:
             raise FlowError(f"board preset {name!r} in boards.json lacks {sorted(missing)}")
+        unknown = set(board) - BOARD_KEYS - {"vitis_platform"}
+        if unknown:
+            raise FlowError(f"board preset {name!r} in boards.json has unknown keys {sorted(unknown)}; "
+                            f"valid: {sorted(BOARD_KEYS | {'vitis_platform'})}")
+        if board["shell_flow"] not in SHELL_FLOWS:
+            raise FlowError(f"board preset {name!r}: shell_flow {board['shell_flow']!r}; valid: {', '.join(SHELL_FLOWS)}")
+        if (board["shell_flow"] == "vitis_alveo") != bool(board.get("vitis_platform")):
+            raise FlowError(f"board preset {name!r}: a vitis_alveo board needs a vitis_platform, a Zynq board has none")
         if set(board["resources"]) != RESOURCE_KEYS:
             raise FlowError(f"board preset {name!r}: resources must have exactly {sorted(RESOURCE_KEYS)}")
     return boards
@@ -49,22 +59,31 @@ def load_boards() -> dict[str, dict]:
 
 @dataclass(frozen=True)
 class Board:
-    """A board preset: FPGA part, FINN's board name, device family, clock period (ns) and the resources
-    available (``lut``, ``ff``, ``bram18``, ``uram``, ``dsp``)."""
+    """A board preset: FPGA part, FINN's board name, device family, clock period (ns), FINN's shell
+    (``vivado_zynq`` or ``vitis_alveo`` with its Vitis platform) and the resources available (``lut``,
+    ``ff``, ``bram18``, ``uram``, ``dsp``)."""
 
     name: str
     fpga_part: str
     finn_board: str
     family: str
     clock_ns: float
+    shell_flow: str
     resources: dict
+    vitis_platform: str | None = None
+
+    @property
+    def driver_platform(self) -> str:
+        """The platform of FINN's PYNQ driver for this board: ``alveo`` or ``zynq-iodma``."""
+        return "alveo" if self.shell_flow == "vitis_alveo" else "zynq-iodma"
 
 
 def get_board(name: str) -> Board:
     boards = load_boards()
     if name not in boards:
         raise FlowError(f"unknown board {name!r}; valid: {', '.join(sorted(boards))}", option="board")
-    return Board(name=name, **{key: boards[name][key] for key in BOARD_KEYS})
+    return Board(name=name, vitis_platform=boards[name].get("vitis_platform"),
+                 **{key: boards[name][key] for key in BOARD_KEYS})
 
 
 def model_defaults(model: str) -> dict:

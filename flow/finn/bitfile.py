@@ -32,24 +32,30 @@ BITFILE_OUTPUT_NAMES = ["estimate_reports", "stitched_ip", "out_of_context_synth
 
 
 def bitfile_config(board: Board, estimate_steps: list) -> tuple[list, dict]:
-    """Steps and the extra ``DataflowBuildConfig`` fields of a bitfile build for a board preset."""
-    return list(estimate_steps) + BITFILE_TAIL_STEPS, {
+    """Steps and the extra ``DataflowBuildConfig`` fields of a bitfile build for a board preset: FINN's
+    Zynq shell (bitfile + PYNQ driver), or for an Alveo card its Vitis shell (xclbin for the board's Vitis
+    platform + PYNQ driver for XRT)."""
+    extra = {
         "board": board.finn_board,
-        "shell_flow_type": ShellFlowType.VIVADO_ZYNQ,
+        "shell_flow_type": ShellFlowType(board.shell_flow),
         "generate_outputs": [DataflowOutputType(name) for name in BITFILE_OUTPUT_NAMES],
     }
+    if board.shell_flow == "vitis_alveo":
+        extra["vitis_platform"] = board.vitis_platform
+    return list(estimate_steps) + BITFILE_TAIL_STEPS, extra
 
 
-def require_tools_for(outputs: str, produced: list[Path]):
+def require_tools_for(outputs: str, produced: list[Path], shell_flow: str = "vivado_zynq"):
     """Raise the flow's clear error when ``outputs`` needs Xilinx tools this machine lacks."""
-    missing = missing_xilinx_tools()
+    missing = missing_xilinx_tools(shell_flow)
     if outputs == "bitfile" and missing:
         listing = "\n  ".join(str(p) for p in produced)
         raise FlowError(
             f"outputs 'bitfile' need the Xilinx tools, and this machine lacks: {', '.join(missing)} "
-            "(source Vivado's and Vitis HLS's settings64.sh so that `vivado` and `vitis_hls` are on PATH and "
-            "XILINX_VIVADO/XILINX_HLS are set). The build stopped after the estimate steps; it produced:\n  "
-            + listing
+            "(source the settings64.sh of Vivado, Vitis HLS" + (" and Vitis" if "vitis" in missing else "")
+            + " so that `vivado`, `vitis_hls`" + (", `v++`" if "vitis" in missing else "")
+            + " are on PATH and XILINX_VIVADO/XILINX_HLS" + ("/XILINX_VITIS" if "vitis" in missing else "")
+            + " are set). The build stopped after the estimate steps; it produced:\n  " + listing
         )
 
 

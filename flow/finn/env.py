@@ -28,12 +28,18 @@ def xilinx_tools() -> dict[str, str | None]:
     return {
         "vivado": vivado_root if vivado_root and shutil.which("vivado") else None,
         "vitis_hls": os.environ.get("XILINX_HLS") or os.environ.get("HLS_PATH") if shutil.which("vitis_hls") else None,
+        "vitis": os.environ.get("XILINX_VITIS") if shutil.which("v++") else None,
     }
 
 
-def missing_xilinx_tools() -> list[str]:
-    """Names of the Xilinx tools a bitfile build needs that this machine lacks."""
-    return [name for name, where in xilinx_tools().items() if where is None]
+# The tools a bitfile build needs, per FINN shell: Vitis (v++) links the kernel of an Alveo card.
+TOOLS_FOR_SHELL = {"vivado_zynq": ("vivado", "vitis_hls"), "vitis_alveo": ("vivado", "vitis_hls", "vitis")}
+
+
+def missing_xilinx_tools(shell_flow: str = "vivado_zynq") -> list[str]:
+    """Names of the Xilinx tools a bitfile build for FINN's ``shell_flow`` needs that this machine lacks."""
+    tools = xilinx_tools()
+    return [name for name in TOOLS_FOR_SHELL[shell_flow] if tools[name] is None]
 
 
 def prepare_finn() -> Path:

@@ -18,6 +18,8 @@ from finn.util.data_packing import finnpy_to_packed_bytearray
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import getCustomOp
 
+from flow.core.config import Board
+
 VALIDATE_SCRIPT = '''"""On-board check: run the accelerator on validation/input.npy and compare with expected_output.npy."""
 import json
 import sys
@@ -40,7 +42,7 @@ def main() -> int:
 
     here = Path(__file__).resolve().parent
     settings = json.loads((here / "driver" / "settings.json").read_text())["driver_information"]
-    bitfiles = sorted((here / "bitfile").glob("*.bit"))
+    bitfiles = sorted((here / "bitfile").glob("*.bit")) + sorted((here / "bitfile").glob("*.xclbin"))
     if not bitfiles:
         print("no bitfile in " + str(here / "bitfile") + ": build with the bitfile outputs (make build OUTPUTS=bitfile) first")
         return 1
@@ -91,8 +93,9 @@ def io_shape_dict(model) -> dict:
 
 
 def write_deployment(final_model_path: Path, graph_inputs: np.ndarray, finn_outputs: np.ndarray, deploy_dir: Path,
-                     clock_ns: float, bitfile: Path | None = None) -> Path:
-    """Write ``deploy_dir`` (driver settings, validation data, check script); returns its path.
+                     board: Board, bitfile: Path | None = None) -> Path:
+    """Write ``deploy_dir`` (driver settings for ``board``'s platform, validation data, check script); returns
+    its path.
 
     ``graph_inputs`` are inputs of the final graph (integers of its input datatype) and ``finn_outputs``
     the graph's Python-execution outputs for them, batch first.
@@ -105,8 +108,8 @@ def write_deployment(final_model_path: Path, graph_inputs: np.ndarray, finn_outp
             "io_shape_dict": shapes,
             "external_weights": False,
             "runtime_weights": False,
-            "platform": "zynq-iodma",
-            "fclk_mhz": 1e3 / clock_ns,
+            "platform": board.driver_platform,
+            "fclk_mhz": 1e3 / board.clock_ns,
         },
         "experiment_information": {},
     }
@@ -124,12 +127,14 @@ def write_deployment(final_model_path: Path, graph_inputs: np.ndarray, finn_outp
     (deploy_dir / "validate.py").write_text(VALIDATE_SCRIPT)
     if bitfile is not None and Path(bitfile).is_file():
         shutil.copy(bitfile, deploy_dir / "bitfile" / Path(bitfile).name)
+    where = ("On the host of the Alveo card (XRT and PYNQ installed, the card flashed with the shell of "
+             f"`{board.vitis_platform}`)" if board.driver_platform == "alveo" else "On the board (PYNQ image)")
     (deploy_dir / "README.md").write_text(
-        "# Deployment package\n\nOn the board (PYNQ image): `pip install finn-plus-driver==1.6.1`, then "
+        f"# Deployment package ({board.name})\n\n{where}: `pip install finn-plus-driver==1.6.1`, then "
         "`sudo python3 validate.py` runs the accelerator on `validation/input.npy` and compares with the "
         "FINN Python execution in `validation/expected_output.npy`.\n"
         + ("" if any((deploy_dir / "bitfile").iterdir()) else
-           "\n`bitfile/` is empty: this build had no Vivado. Rebuild with `OUTPUTS=bitfile` on a machine with "
-           "the Xilinx tools.\n")
+           "\n`bitfile/` is empty: this build had no Xilinx tools. Rebuild with `OUTPUTS=bitfile` on a machine "
+           "with them.\n")
     )
     return deploy_dir
