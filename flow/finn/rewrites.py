@@ -11,6 +11,8 @@ arithmetic (a qonnx ``Transformation``; the build's FINN-vs-QONNX check verifies
   only copies elements), so that it reaches the next convolution.
 * :class:`RemoveSingleChannelIOTransposes`: with one image channel, the layout transposes at the graph
   input and output only move a size-1 axis and are dropped.
+* :class:`ExactQuantThresholds` and :class:`InFloat64`: streamlining in float64 from exact rounding points, so
+  that the integer thresholds are exact (see the section at the end).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import copy
 
 import numpy as np
 import qonnx.core.data_layout as DataLayout
-from onnx import helper
+from onnx import TensorProto, helper, numpy_helper
 from qonnx.transformation.base import Transformation
 from qonnx.transformation.general import SortGraph
 from qonnx.transformation.infer_datatypes import InferDataTypes
@@ -206,4 +208,108 @@ class KeepWideningTruncWidth(Transformation):
             changed = True
         if changed:
             model = model.transform(InferDataTypes())
+        return model, False
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Exact thresholds: streamlining in float64
+#
+# FINN's QONNX conversion writes a quantizer's thresholds (the rounding points s*(m + 1/2)) as float32, and
+# streamlining folds the scales, biases and batch norms ahead of them into those thresholds with float32
+# arithmetic before rounding them up to integers of the accumulator. A pre-activation within about one float32
+# ulp of a rounding point (it happens: one element in ~10^6 is that close) then lands on the wrong side of
+# its integer threshold and the hardware differs from the QONNX model by one output step, which the next
+# layers spread. The flow's classifier streamlining therefore runs on a float64 graph: the thresholds are
+# first recomputed from their quantizer's scale (:class:`ExactQuantThresholds`), every transformation is
+# applied through :class:`InFloat64`, and after the integer thresholds are rounded the graph returns to
+# float32 (:func:`graph_to_float32`); integer thresholds below 2^24 are exact in float32.
+# ---------------------------------------------------------------------------------------------------------
+
+FLOAT_TYPES = {TensorProto.FLOAT: np.float32, TensorProto.DOUBLE: np.float64}
+
+
+def retype_float_graph(model, dst: int):
+    """Every FLOAT/DOUBLE tensor of the graph (inputs, outputs, value infos, initializers) as ``dst``, in place;
+    returns the model."""
+    graph = model.graph
+    src = TensorProto.DOUBLE if dst == TensorProto.FLOAT else TensorProto.FLOAT
+    for info in [*graph.input, *graph.output, *graph.value_info]:
+        if info.type.tensor_type.elem_type == src:
+            info.type.tensor_type.elem_type = dst
+    for index, init in enumerate(graph.initializer):
+        if init.data_type == src:
+            value = numpy_helper.to_array(init).astype(FLOAT_TYPES[dst])
+            graph.initializer[index].CopyFrom(numpy_helper.from_array(value, init.name))
+    return model
+
+
+def has_float_type(model, elem_type: int) -> bool:
+    """Whether any tensor of the graph (inputs, outputs, value infos, initializers) is of ``elem_type``."""
+    graph = model.graph
+    return (any(info.type.tensor_type.elem_type == elem_type for info in [*graph.input, *graph.output, *graph.value_info])
+            or any(init.data_type == elem_type for init in graph.initializer))
+
+
+def graph_to_float64(model):
+    return retype_float_graph(model, TensorProto.DOUBLE)
+
+
+def graph_to_float32(model):
+    return retype_float_graph(model, TensorProto.FLOAT)
+
+
+class InFloat64(Transformation):
+    """Apply ``transformation`` to a float64 graph and keep it float64: FINN's transformations create their
+    new tensors as float32, which would leave ONNX shape inference with mixed types (and no shapes). After
+    a pass that left float32 tensors, the graph is retyped to float64 and its shapes inferred again."""
+
+    def __init__(self, transformation: Transformation):
+        super().__init__()
+        self.transformation = transformation
+
+    def apply(self, model):
+        model, modified = self.transformation.apply(model)
+        if has_float_type(model, TensorProto.FLOAT):
+            model = graph_to_float64(model).transform(InferShapes())
+        return model, modified
+
+
+class ExactQuantThresholds(Transformation):
+    """Recompute, in float64, the thresholds FINN's QONNX conversion gives a quantizer: a ``MultiThreshold``
+    followed (after an optional constant ``Add``) by a ``Mul`` with the quantizer's scale ``s`` has the
+    rounding points ``s * (m + 1/2)`` for consecutive integers ``m`` as thresholds, stored as float32. When
+    every threshold is such a point (to float32 precision), it is replaced by its float64 value; other
+    thresholds are left alone. Run it on a float64 graph (:func:`graph_to_float64`): a float32 graph would
+    store the thresholds in float32 again."""
+
+    TOLERANCE = 1e-3  # in units of the scale: float32 rounding is ~1e-7
+
+    def apply(self, model):
+        for node in model.graph.node:
+            if node.op_type != "MultiThreshold":
+                continue
+            thresholds = model.get_initializer(node.input[1])
+            if thresholds is None or thresholds.ndim != 2 or node_attr(node, "out_scale", 1.0) != 1.0:
+                continue
+            consumers = model.find_consumers(node.output[0])
+            if len(consumers) == 1 and consumers[0].op_type == "Add" and model.get_initializer(consumers[0].input[1]) is not None:
+                consumers = model.find_consumers(consumers[0].output[0])
+            if len(consumers) != 1 or consumers[0].op_type != "Mul":
+                continue
+            scale = model.get_initializer(consumers[0].input[1])
+            if scale is None:
+                continue
+            scale = np.asarray(scale, dtype=np.float64).reshape(-1)
+            channels = thresholds.shape[0]
+            if scale.size not in (1, channels) or np.any(scale == 0):
+                continue
+            steps = np.abs(np.broadcast_to(scale, (channels,)))[:, None]
+            points = np.asarray(thresholds, dtype=np.float64) / steps - 0.5
+            whole = np.round(points)
+            if np.any(np.abs(points - whole) > self.TOLERANCE) or np.any(np.diff(whole, axis=1) != 1):
+                continue
+            exact = steps * (whole + 0.5)
+            if thresholds.dtype == np.float64 and np.array_equal(exact, thresholds):
+                continue
+            model.set_initializer(node.input[1], exact.astype(np.float64))
         return model, False

@@ -12,7 +12,9 @@ the UNet). Every rewrite is an exact algebraic identity; the build's FINN-vs-QON
   move forward past convolutions, reshapes and the classifier's MatMul and collapse with the per-channel
   weight scales and batch-norm factors; Adds and Muls are absorbed into the next thresholds and the output
   scale into TopK. Convolutions are lowered to Im2Col + MatMul in NHWC, and the layout Transposes move
-  through thresholds, forks and joins until only the one at the graph input remains.
+  through thresholds, forks and joins until only the one at the graph input remains. All of it runs on a
+  float64 copy of the graph, from exact rounding points to the integer thresholds
+  (:class:`~flow.finn.rewrites.ExactQuantThresholds`, :class:`~flow.finn.rewrites.InFloat64`).
 * :func:`streamline_resize` for graphs with nearest-neighbour resize convolutions (and forks and additive
   skips where they have them): FINN's ``Streamline``, the fork/join rewrites and
   :class:`~flow.finn.rewrites.MoveLinearPastNearestResize` until nothing moves; then lowering to NHWC, the
@@ -20,6 +22,8 @@ the UNet). Every rewrite is an exact algebraic identity; the build's FINN-vs-QON
 """
 
 from __future__ import annotations
+
+import copy
 
 from finn.transformation.streamline import Streamline
 from finn.transformation.streamline.absorb import (
@@ -48,6 +52,7 @@ from finn.transformation.streamline.reorder import (
     MoveTransposePastJoinAdd,
 )
 from finn.transformation.streamline.round_thresholds import RoundAndClipThresholds
+from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.transformation.batchnorm_to_affine import BatchNormToAffine
 from qonnx.transformation.general import (
     ConvertDivToMul,
@@ -61,7 +66,14 @@ from qonnx.transformation.infer_shapes import InferShapes
 from qonnx.transformation.lower_convs_to_matmul import LowerConvsToMatMul
 from qonnx.transformation.remove import RemoveIdentityOps
 
-from flow.finn.rewrites import MoveLinearPastNearestResize, RemoveSingleChannelIOTransposes
+from flow.finn.rewrites import (
+    ExactQuantThresholds,
+    InFloat64,
+    MoveLinearPastNearestResize,
+    RemoveSingleChannelIOTransposes,
+    graph_to_float32,
+    graph_to_float64,
+)
 
 # Fixed-point rounds; each round of the layout clean-up removes the Transposes of one more level.
 MAX_ROUNDS = 12
@@ -92,30 +104,37 @@ def until_stable(model, transformations, rounds: int = MAX_ROUNDS):
     return model
 
 
-def absorb_scales(model):
-    """Move scalar scales forward, collapse them and absorb Mul/Add chains into the thresholds."""
-    return apply_all(model, [
+def absorb_scales(model, exact: bool = False):
+    """Move scalar scales forward, collapse them and absorb Mul/Add chains into the thresholds (``exact``: on a
+    float64 graph, each transformation through :class:`~flow.finn.rewrites.InFloat64`)."""
+    wrap = InFloat64 if exact else (lambda transformation: transformation)
+    return apply_all(model, [wrap(t) for t in [
         MoveScalarMulPastConv(), MoveScalarLinearPastInvariants(), MoveScalarMulPastMatMul(),
         CollapseRepeatedMul(), MoveAddPastMul(), CollapseRepeatedAdd(), RemoveIdentityOps(),
         AbsorbAddIntoMultiThreshold(), FactorOutMulSignMagnitude(), AbsorbMulIntoMultiThreshold(),
         Absorb1BitMulIntoConv(), Absorb1BitMulIntoMatMul(),
         AbsorbScalarBiasIntoMultiThreshold(), AbsorbScalarMulAddIntoTopK(),
-    ])  # fmt: skip
+    ]])  # fmt: skip
 
 
 def streamline_classifier(model, residual: bool, depthwise: bool):
     """Targeted streamlining of a residual and/or depthwise classifier (see the module docstring)."""
+    # in float64, with the quantizers' thresholds exact, until the thresholds are integers (see
+    # flow.finn.rewrites: in float32 a pre-activation within an ulp of a rounding point can change sides)
+    model = graph_to_float64(ModelWrapper(copy.deepcopy(model.model))).transform(ExactQuantThresholds())
     # the output quantizer's offset first, before any Add is moved past its scale
     first = [AbsorbScalarBiasIntoMultiThreshold(), ConvertDivToMul(), BatchNormToAffine()]
     if residual:
         first += [MoveMulPastFork(), MoveLinearPastEltwiseAdd()]
     if depthwise:
         first += [MoveMulPastDWConv()]
-    model = absorb_scales(apply_all(model, first))
-    model = model.transform(LowerConvsToMatMul())
-    model = until_stable(model, [AbsorbTransposeIntoMultiThreshold(), MoveTransposePastFork(),
-                                 MoveTransposePastJoinAdd(), AbsorbConsecutiveTransposes()])
-    return apply_all(model, [InferDataTypes(), RoundAndClipThresholds(), InferDataLayouts(), RemoveUnusedTensors()])
+    model = absorb_scales(apply_all(model, [InFloat64(t) for t in first]), exact=True)
+    model = model.transform(InFloat64(LowerConvsToMatMul()))
+    model = until_stable(model, [InFloat64(t) for t in [AbsorbTransposeIntoMultiThreshold(), MoveTransposePastFork(),
+                                                         MoveTransposePastJoinAdd(), AbsorbConsecutiveTransposes()]])
+    model = apply_all(model, [InferDataTypes(), RoundAndClipThresholds()])
+    model = graph_to_float32(model).transform(InferShapes())
+    return apply_all(model, [InferDataTypes(), InferDataLayouts(), RemoveUnusedTensors()])
 
 
 def streamline_resize(model, depthwise: bool = False):
