@@ -299,8 +299,15 @@ def cmd_calibrate(args) -> int:
     from flow.hw.calibration import calibrate
 
     work = Path(args.work_root or WORK_ROOT)
-    model = calibrate(work / "calibration", work / "synth_cache", workers=args.workers, address=args.ray_address)
     out = Path(args.out or RESOURCE_MODEL_FILE)
+    previous = None
+    if not args.fresh and RESOURCE_MODEL_FILE.is_file():
+        try:
+            previous = json.loads(RESOURCE_MODEL_FILE.read_text())
+        except ValueError:
+            previous = None
+    model = calibrate(work / "calibration", work / "synth_cache", workers=args.workers, address=args.ray_address,
+                      previous=previous)
     write_text_atomic(out, model.to_json() + "\n")
     print(validation_table(model.validation))
     print(f"[calibrate] resource model -> {out}")
@@ -468,6 +475,8 @@ def make_parser() -> argparse.ArgumentParser:
     calibrate = sub.add_parser("calibrate", help="fit the P-aware resource model to open synthesis of FINN's RTL")
     calibrate.add_argument("--out", default=None, help="model file (default build_configs/resource_model.json)")
     calibrate.add_argument("--workers", type=positive_int, default=None, help="parallel Yosys runs (default: cores)")
+    calibrate.add_argument("--fresh", action="store_true",
+                           help="synthesize every point, not reusing the current model file's measurements")
     calibrate.add_argument("--work-root", default=None, help="folder for HDL and the synthesis cache (default build/)")
     calibrate.add_argument("--ray-address", default=None,
                            help="synthesize the grid's layers on this Ray cluster (default: RAY_ADDRESS; else here)")

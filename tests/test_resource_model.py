@@ -98,3 +98,39 @@ def test_calibration_layers_run_as_executor_tasks_like_here(tmp_path):
         assert sent["cached"] is False
     again = synthesize_grid(points, tmp_path / "remote", tmp_path / "cache_remote", workers=2, on_ray=True)
     assert all(result["cached"] for result in again) and [r["lut_synth"] for r in again] == [r["lut_synth"] for r in here]
+
+
+def test_threshold_memories_above_the_lut_boundary_leave_the_lut_feature():
+    """FINN's Thresholding_rtl has one memory per stage and PE, stage s holding 2^s thresholds of each channel
+    the PE serves; Yosys keeps up to LUT_MEMORY_MAX_BITS of one in LUTs (measured: 512 x 16 bits in LUTs,
+    512 x 24 in a BRAM18), so only those count as LUT memory."""
+    import math
+
+    from flow.core.resource_model import FEATURE_NAMES, LUT_MEMORY_MAX_BITS, features, threshold_memory_depths
+
+    assert LUT_MEMORY_MAX_BITS == 8192
+    assert threshold_memory_depths(LayerShape("thresholding", 8, 16, channels=256, thresholds=15)) == [32, 64, 128, 256]
+    assert threshold_memory_depths(LayerShape("thresholding", 32, 16, channels=64, thresholds=1)) == [2]
+    lut_bits = FEATURE_NAMES["thresholding"].index("ln_lut_threshold_bits")
+
+    def memory_bits(pe, p, channels, thresholds):
+        return round(math.exp(features(LayerShape("thresholding", pe, p, channels=channels, thresholds=thresholds))[lut_bits]))
+
+    assert memory_bits(1, 16, 512, 1) == 16 * (1 + 512)  # 8,192 bits: LUTs
+    assert memory_bits(1, 24, 512, 1) == 24  # 12,288 bits: a BRAM, none in LUTs
+    # 8 PEs, 3 thresholds (2 stages, 256 and 512 deep) at P=32: 8,192 bits stay in LUTs, 16,384 go to BRAM
+    assert memory_bits(8, 32, 2048, 3) == 8 * 32 * (1 + 256)
+    assert memory_bits(8, 16, 2048, 3) == 8 * 16 * (1 + 256 + 512)
+
+
+def test_a_refit_reuses_measurements_only_from_the_same_tools():
+    from flow.hw.calibration import reusable_measurements, tools_now
+
+    data = json.loads(RESOURCE_MODEL_FILE.read_text())
+    point = data["grid"]["measured"][0]
+    same = reusable_measurements({**data, "tools": tools_now()})
+    shape = LayerShape(**{k: v for k, v in point.items() if not k.endswith("_synth")})
+    assert same[shape] == {"lut_synth": point["lut_synth"], "ff_synth": point["ff_synth"]}
+    assert len(same) == len(data["grid"]["measured"])
+    assert reusable_measurements({**data, "tools": {**tools_now(), "yosys": "0.1"}}) == {}
+    assert reusable_measurements(None) == {} and reusable_measurements({"tools": tools_now()}) == {}

@@ -26,7 +26,11 @@ from flow.core.config import CONFIG_DIR
 from flow.core.errors import FlowError
 
 RESOURCE_MODEL_FILE = CONFIG_DIR / "resource_model.json"
-RESOURCE_MODEL_FORMAT = 1
+RESOURCE_MODEL_FORMAT = 2
+# Yosys (synth_xilinx) keeps a threshold memory of up to this many bits in LUTs and puts a larger one in block
+# RAM (hw_reports/threshold_memory_probe: 512 x 16 bits in 599 LUTs, 512 x 24 bits in one BRAM18 and 30 LUTs),
+# so a narrower P can move a memory from BRAM into LUTs.
+LUT_MEMORY_MAX_BITS = 8192
 OPS = ("mvau", "thresholding")
 FIGURES = ("lut", "ff")
 
@@ -47,8 +51,10 @@ class LayerShape:
 
 
 FEATURE_NAMES = {
-    "mvau": ("one", "pe_acc", "pe_simd", "pe_simd_operand_bits", "pe_simd_acc", "acc"),
-    "thresholding": ("one", "ln_acc", "ln_pe", "ln_thresholds", "ln_threshold_bits", "ln_pe_stages_acc"),
+    "mvau": ("one", "pe_acc", "pe_simd", "pe_simd_operand_bits", "pe_simd_acc", "acc", "pe_acc_narrow",
+             "pe_acc_log_simd"),
+    "thresholding": ("one", "ln_acc", "ln_pe", "ln_thresholds", "ln_threshold_bits", "ln_pe_stages_acc",
+                     "ln_lut_threshold_bits", "ln_compare_and_lut_memory"),
 }
 # "linear": figure = coefficients . features (non-negative coefficients); "log-linear": ln figure =
 # coefficients . features, a power law. FINN's RTL MVU is a sum of per-PE parts; its thresholding
@@ -56,23 +62,39 @@ FEATURE_NAMES = {
 FORMS = {"mvau": "linear", "thresholding": "log-linear"}
 # the features each figure is fitted on (the others get coefficient 0): chosen by the errors on held-out shapes
 FIGURE_FEATURES = {
-    "mvau": {"lut": FEATURE_NAMES["mvau"], "ff": FEATURE_NAMES["mvau"]},
-    "thresholding": {"lut": ("one", "ln_acc", "ln_threshold_bits", "ln_pe_stages_acc"),
-                     "ff": ("one", "ln_pe", "ln_thresholds", "ln_pe_stages_acc")},
+    "mvau": {"lut": ("one", "pe_acc", "pe_simd_operand_bits", "pe_simd_acc", "pe_acc_narrow", "pe_acc_log_simd"),
+             "ff": ("one", "pe_acc", "pe_simd", "pe_simd_operand_bits", "pe_simd_acc", "acc")},
+    "thresholding": {"lut": ("one", "ln_acc", "ln_compare_and_lut_memory"),
+                     "ff": ("one", "ln_acc", "ln_pe", "ln_pe_stages_acc", "ln_lut_threshold_bits")},
 }
+
+
+def threshold_memory_depths(shape: LayerShape) -> list[int]:
+    """Depth of each pipeline stage's threshold memory in FINN's Thresholding_rtl (one per stage and PE):
+    stage s holds 2^s thresholds of each of the channels/PE channels a PE serves."""
+    stages = max(1, math.ceil(math.log2(shape.thresholds + 1)))
+    channel_fold = max(1, shape.channels // shape.pe)
+    return [channel_fold * 2**stage for stage in range(stages)]
 
 
 def features(shape: LayerShape) -> list[float]:
     """The model's inputs for ``shape``, in the order of :data:`FEATURE_NAMES`."""
     pe, p = shape.pe, shape.acc_bits
     if shape.op == "mvau":
+        # FINN's RTL MVU packs several products of <= 4-bit operands into one DSP: another datapath around them
+        narrow = shape.weight_bits <= 4 and shape.input_bits <= 4
         return [1.0, pe * p, pe * shape.simd, pe * shape.simd * (shape.weight_bits + shape.input_bits),
-                pe * shape.simd * p, p]
+                pe * shape.simd * p, p, pe * p * narrow, pe * p * math.log2(2 * shape.simd)]
     if shape.op == "thresholding":
-        stages = max(1, math.ceil(math.log2(shape.thresholds + 1)))
+        depths = threshold_memory_depths(shape)
         threshold_bits = shape.channels * shape.thresholds * p  # the threshold memory (a ROM)
+        in_luts = sum(depth for depth in depths if depth * p <= LUT_MEMORY_MAX_BITS)
+        comparator_bits = pe * len(depths) * p  # one P-bit comparator per stage and PE
+        # bits of the memories kept in LUTs (plus one word per PE, so that all-BRAM stays finite); comparators
+        # and LUT memory together, a LUT6 holding about 32 bits of a random threshold ROM
         return [1.0, math.log(p), math.log(pe), math.log(shape.thresholds), math.log(threshold_bits),
-                math.log(pe * stages * p)]
+                math.log(comparator_bits), math.log(pe * p * (1 + in_luts)),
+                math.log(comparator_bits + pe * p * in_luts / 32)]
     raise FlowError(f"no resource model for {shape.op!r}; valid: {', '.join(OPS)}")
 
 

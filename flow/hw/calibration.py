@@ -49,16 +49,45 @@ CALIBRATION_PART = "xc7z020clg400-1"  # 7-series, the family of the default boar
 ACC_BITS_GRID = (12, 16, 24, 32)
 
 
+# Shapes every grid has besides the sample: threshold memories across Yosys's LUT/BRAM boundary (one stage,
+# 512-2048 deep) and the PE=32 thresholding of full-width layers at 1000 frames/s.
+FIXED_SHAPES = (
+    LayerShape("thresholding", 1, 0, channels=512, thresholds=1),
+    LayerShape("thresholding", 1, 0, channels=1024, thresholds=1),
+    LayerShape("thresholding", 1, 0, channels=2048, thresholds=1),
+    LayerShape("thresholding", 32, 0, channels=64, thresholds=15),
+    LayerShape("thresholding", 32, 0, channels=256, thresholds=15),
+)
+
+
 def default_grid(mvau_shapes: int = 14, thresholding_shapes: int = 20, seed: int = 0) -> list[LayerShape]:
-    """A seeded sample of the shapes the zoo's layers have: PE 1-16, SIMD 1-32, 4- and 8-bit operands,
-    1/3/15 thresholds per channel over 16-256 channels. Their ``acc_bits`` is 0: each shape is synthesized
-    at every P of :data:`ACC_BITS_GRID`."""
+    """A seeded sample of the shapes the zoo's layers have (PE 1-16, SIMD 1-32, 4- and 8-bit operands,
+    1/3/15 thresholds per channel over 16-256 channels) and :data:`FIXED_SHAPES`. Their ``acc_bits`` is 0:
+    each shape is synthesized at every P of :data:`ACC_BITS_GRID`."""
     rng = random.Random(seed)
     mvau = [LayerShape("mvau", pe, 0, simd, bits, bits)
             for pe, simd, bits in itertools.product((1, 2, 4, 8, 16), (1, 2, 4, 8, 16, 32), (4, 8))]
     thresholding = [LayerShape("thresholding", pe, 0, channels=channels, thresholds=thresholds)
                     for pe, channels, thresholds in itertools.product((1, 2, 4, 8, 16), (16, 64, 256), (1, 3, 15))]
-    return rng.sample(mvau, mvau_shapes) + rng.sample(thresholding, thresholding_shapes)
+    return rng.sample(mvau, mvau_shapes) + rng.sample(thresholding, thresholding_shapes) + list(FIXED_SHAPES)
+
+
+def tools_now() -> dict:
+    """The tool versions and part a calibration synthesizes with."""
+    return {"yosys": yosys_version(), "finn-plus": importlib.metadata.version("finn-plus"), "part": CALIBRATION_PART}
+
+
+def reusable_measurements(previous: dict | None) -> dict[LayerShape, dict]:
+    """The synthesized figures in a previous model file's data (any format), by point, when they were made
+    with the tools there are now (Yosys is deterministic, so the same FINN RTL gives the same figures): a
+    refit that changes only the model's form or adds shapes synthesizes only what is new."""
+    if not previous or previous.get("tools") != tools_now():
+        return {}
+    try:
+        return {LayerShape(**{k: v for k, v in m.items() if not k.endswith("_synth")}):
+                {f"{f}_synth": int(m[f"{f}_synth"]) for f in FIGURES} for m in previous["grid"]["measured"]}
+    except (KeyError, TypeError, ValueError):
+        return {}
 
 
 def shape_of(point: LayerShape) -> LayerShape:
@@ -118,7 +147,9 @@ def synthesize_grid(points: list[LayerShape], work_dir: Path, cache_dir: Path, w
         hdl_dir = generate_layer_hdl(model, node, work_dir / f"point_{index}", fpgapart=CALIBRATION_PART,
                                      with_weight_memory=False)
         jobs.append(SynthJob(hdl_dir, part_family=yosys_family_for_part(CALIBRATION_PART), cache_dir=cache_dir,
-                             name=f"{point.op} PE{point.pe} SIMD{point.simd} P{point.acc_bits}"))
+                             name=f"{point.op} PE{point.pe} " + (f"SIMD{point.simd}" if point.op == "mvau" else
+                                                          f"C{point.channels} N{point.thresholds}")
+                             + f" P{point.acc_bits}"))
     if address or on_ray or os.environ.get(ADDRESS_ENV):
         return synthesize_on_executor(jobs, workers, address)
     return synthesize_layers(jobs, workers=workers, log=log, keep_going=True)
@@ -178,9 +209,10 @@ def validation_errors(model: ResourceModel, points: list[LayerShape], measured: 
 
 def calibrate(work_dir: Path, cache_dir: Path, held_out_fraction: float = 0.25, seed: int = 0,
               grid: list[LayerShape] | None = None, workers: int | None = None,
-              address: str | None = None) -> ResourceModel:
+              address: str | None = None, previous: dict | None = None) -> ResourceModel:
     """Synthesize the grid (here, or on the Ray cluster at ``address``), fit on most shapes, measure the errors
-    on the held-out shapes, return the model."""
+    on the held-out shapes, return the model. Points a previous model file's data (``previous``) measured with
+    today's tools are not synthesized again (:func:`reusable_measurements`)."""
     grid = list(grid or default_grid(seed=seed))
     rng = random.Random(seed)
     held_out = set()
@@ -191,7 +223,13 @@ def calibrate(work_dir: Path, cache_dir: Path, held_out_fraction: float = 0.25, 
     points = [replace(g, acc_bits=p) for g in grid for p in ACC_BITS_GRID
               if g.op != "mvau" or p > g.weight_bits + g.input_bits]
     log(f"[calibrate] {len(points)} layers ({len(grid)} shapes x P {ACC_BITS_GRID}), {len(held_out)} shapes held out")
-    measured = synthesize_grid(points, Path(work_dir), Path(cache_dir), workers=workers, address=address)
+    known = reusable_measurements(previous)
+    new = [p for p in points if p not in known]
+    if known:
+        log(f"[calibrate] {len(points) - len(new)} layers measured by the previous fit with the same tools")
+    synthesized = dict(zip(new, synthesize_grid(new, Path(work_dir), Path(cache_dir), workers=workers,
+                                                address=address))) if new else {}
+    measured = [known.get(p) or synthesized[p] for p in points]
     failed = [(p, m["error"].splitlines()[0]) for p, m in zip(points, measured) if "error" in m]
     for point, reason in failed:
         log(f"[calibrate] left out {point}: {reason}")
@@ -205,8 +243,7 @@ def calibrate(work_dir: Path, cache_dir: Path, held_out_fraction: float = 0.25, 
     model = ResourceModel(
         family=yosys_family_for_part(CALIBRATION_PART),
         coefficients=fit_coefficients(fit_points, fit_measured),
-        tools={"yosys": yosys_version(), "finn-plus": importlib.metadata.version("finn-plus"),
-               "part": CALIBRATION_PART},
+        tools=tools_now(),
         grid={"acc_bits": list(ACC_BITS_GRID), "features": {op: list(FEATURE_NAMES[op]) for op in OPS}, "forms": FORMS,
               "shapes": [{k: v for k, v in asdict(g).items() if k != "acc_bits"} | {"held_out": g in held_out}
                          for g in grid],
