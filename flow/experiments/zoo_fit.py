@@ -16,7 +16,7 @@ from flow.artifacts import Summary
 from flow.core.log import log as default_log
 from flow.experiments.executor import Task, run_tasks
 from flow.experiments.sweep import build_point, reusable_summary
-from flow.options import BuildOptions, resolve_plan
+from flow.options import BuildOptions, BuildPlan, resolve_plan
 
 FIT_RESOURCES = ("lut", "ff", "bram18", "uram", "dsp")
 
@@ -37,11 +37,15 @@ class ZooFit:
     error: str | None = None
 
     @classmethod
-    def of(cls, summary: Summary, build: str) -> ZooFit:
+    def of(cls, summary: Summary, plan: BuildPlan) -> ZooFit:
         fit = summary.board_fit
-        folding = summary.folding or f"{summary.target_fps} fps"
-        return cls(model=summary.model, board=summary.board, folding=folding, acc_bits=summary.acc_bits_target,
-                   fits=fit["fits"], source=fit["source"], utilization=fit["utilization"], build=build)
+        return cls(model=summary.model, board=summary.board, folding=folding_of(plan), acc_bits=summary.acc_bits_target,
+                   fits=fit["fits"], source=fit["source"], utilization=fit["utilization"], build=plan.tag)
+
+
+def folding_of(plan: BuildPlan) -> str:
+    """The folding a plan builds with: its folding file's name, or the frame rate FINN folds for."""
+    return plan.folding.stem if plan.folding else f"{plan.target_fps} fps"
 
 
 def run_zoo_fit(models: list[str], out_dir: Path, workers: int | None = None, address: str | None = None,
@@ -55,17 +59,17 @@ def run_zoo_fit(models: list[str], out_dir: Path, workers: int | None = None, ad
         summary = reusable_summary(plan)
         if summary is not None:
             log(f"[zoo-fit] {plan.name}: reusing {plan.report_dir}")
-            fits[plan.tag] = ZooFit.of(summary, plan.tag)
+            fits[plan.tag] = ZooFit.of(summary, plan)
         else:
             todo.append(plan)
     by_tag = {plan.tag: plan for plan in plans}
 
     def finished(result) -> None:
         plan = by_tag[result.key]
-        fits[result.key] = (ZooFit.of(Summary.from_dict(result.value), result.key) if result.ok else
-                            ZooFit(model=plan.name, board=plan.board.name, folding=plan.folding_name or
-                                   f"{plan.target_fps} fps", acc_bits=plan.acc_bits, fits=None, source=None,
-                                   utilization={}, build=plan.tag, error=result.error.splitlines()[0]))
+        fits[result.key] = (ZooFit.of(Summary.from_dict(result.value), plan) if result.ok else
+                            ZooFit(model=plan.name, board=plan.board.name, folding=folding_of(plan), acc_bits=plan.acc_bits,
+                                   fits=None, source=None, utilization={}, build=plan.tag,
+                                   error=result.error.splitlines()[0]))
 
     tasks = [Task(key=plan.tag, function=build_point, kwargs={"options": plan.options}) for plan in todo]
     if tasks:
