@@ -295,22 +295,23 @@ def cmd_compare(args) -> int:
 def cmd_calibrate(args) -> int:
     from flow.artifacts import write_text_atomic
     from flow.core.config import WORK_ROOT
-    from flow.core.resource_model import RESOURCE_MODEL_FILE, validation_table
+    from flow.core.resource_model import resource_model_file, validation_table
     from flow.hw.calibration import calibrate
 
     work = Path(args.work_root or WORK_ROOT)
-    out = Path(args.out or RESOURCE_MODEL_FILE)
+    target = resource_model_file(args.family)
+    out = Path(args.out or target)
     previous = None
-    if not args.fresh and RESOURCE_MODEL_FILE.is_file():
+    if not args.fresh and target.is_file():
         try:
-            previous = json.loads(RESOURCE_MODEL_FILE.read_text())
+            previous = json.loads(target.read_text())
         except ValueError:
             previous = None
     model = calibrate(work / "calibration", work / "synth_cache", workers=args.workers, address=args.ray_address,
-                      previous=previous)
+                      previous=previous, family=args.family)
     write_text_atomic(out, model.to_json() + "\n")
     print(validation_table(model.validation))
-    print(f"[calibrate] resource model -> {out}")
+    print(f"[calibrate] resource model ({args.family}) -> {out}")
     return 0
 
 
@@ -475,6 +476,8 @@ def make_parser() -> argparse.ArgumentParser:
     calibrate = sub.add_parser("calibrate", help="fit the P-aware resource model to open synthesis of FINN's RTL")
     calibrate.add_argument("--out", default=None, help="model file (default build_configs/resource_model.json)")
     calibrate.add_argument("--workers", type=positive_int, default=None, help="parallel Yosys runs (default: cores)")
+    calibrate.add_argument("--family", default="xc7", choices=("xc7", "xcup"),
+                           help="Yosys family to fit: xc7 (PYNQ boards) or xcup (UltraScale+: ZCU104, KV260, Alveo)")
     calibrate.add_argument("--fresh", action="store_true",
                            help="synthesize every point, not reusing the current model file's measurements")
     calibrate.add_argument("--work-root", default=None, help="folder for HDL and the synthesis cache (default build/)")

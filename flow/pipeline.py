@@ -39,6 +39,7 @@ from flow.finn.steps import load_step_list
 from flow.finn.transformations import IntegerInputFromQuant, graph_input_scale
 from flow.hw.deploy import write_deployment
 from flow.hw.layer_synthesis import rtlsim_check_build, synthesize_build
+from flow.hw.synth import yosys_family_for_part
 from flow.options import BuildOptions, BuildPlan, identity_of, resolve_plan
 from flow.reports.summary import (
     SUMMARY_JSON,
@@ -396,7 +397,8 @@ def finn_stage(exported: Exported, plan: BuildPlan, steps: list, identity: dict)
                        target_fps=plan.target_fps, standalone_thresholds=plan.standalone_thresholds,
                        options=opts.as_dict(), identity=identity)
     summary = make_summary(facts, exported.sidecar, outcome, check, synth=synth, rtlsim=rtlsim,
-                           vivado=vivado_figures(finn_report_dir), resource_model=load_resource_model())
+                           vivado=vivado_figures(finn_report_dir),
+                           resource_model=load_resource_model(yosys_family_for_part(plan.board.fpga_part)))
     bitfiles = sorted((work_dir / "finn" / "bitfile").glob("*.bit")) + sorted((work_dir / "finn" / "bitfile").glob("*.xclbin"))
     deploy_dir = write_deployment(final_model, graph_inputs, finn_outputs, work_dir / "deploy", plan.board,
                                   bitfile=bitfiles[0] if bitfiles else None)

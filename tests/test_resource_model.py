@@ -134,3 +134,17 @@ def test_a_refit_reuses_measurements_only_from_the_same_tools():
     assert len(same) == len(data["grid"]["measured"])
     assert reusable_measurements({**data, "tools": {**tools_now(), "yosys": "0.1"}}) == {}
     assert reusable_measurements(None) == {} and reusable_measurements({"tools": tools_now()}) == {}
+
+
+def test_each_family_reads_its_own_fit_or_else_the_7_series_one(tmp_path, monkeypatch):
+    import flow.reports.summary as summary
+
+    data = json.loads(RESOURCE_MODEL_FILE.read_text())
+    (tmp_path / "resource_model_xcup.json").write_text(json.dumps({**data, "family": "xcup"}))
+    monkeypatch.setattr(summary, "resource_model_file", lambda family: tmp_path / f"resource_model_{family}.json")
+    xcup = summary.load_resource_model("xcup")
+    assert xcup.family == "xcup"
+    assert summary.load_resource_model("xcu").family == "xc7"  # UltraScale has no fit of its own
+    rows = [mvau_row("MVAU_rtl", 16)]
+    add_model_figures(rows, xcup)
+    assert model_totals(rows, xcup)["model_family"] == "xcup" and "model_family" not in model_totals(rows)

@@ -25,7 +25,12 @@ from pathlib import Path
 from flow.core.config import CONFIG_DIR
 from flow.core.errors import FlowError
 
-RESOURCE_MODEL_FILE = CONFIG_DIR / "resource_model.json"
+RESOURCE_MODEL_FILE = CONFIG_DIR / "resource_model.json"  # the 7-series fit; other families: resource_model_<family>.json
+
+
+def resource_model_file(family: str) -> Path:
+    """The model file of a Yosys family (``xc7``: :data:`RESOURCE_MODEL_FILE`)."""
+    return RESOURCE_MODEL_FILE if family == "xc7" else CONFIG_DIR / f"resource_model_{family}.json"
 RESOURCE_MODEL_FORMAT = 2
 # Yosys (synth_xilinx) keeps a threshold memory of up to this many bits in LUTs and puts a larger one in block
 # RAM (hw_reports/threshold_memory_probe: 512 x 16 bits in 599 LUTs, 512 x 24 bits in one BRAM18 and 30 LUTs),

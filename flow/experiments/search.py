@@ -35,6 +35,7 @@ from flow.core.log import log as default_log
 from flow.core.resource_model import ResourceModel, bits_of
 from flow.experiments.executor import Task, TaskOutput, gpus_for, run_tasks
 from flow.experiments.pareto import ParetoGrid, float_start
+from flow.hw.synth import yosys_family_for_part
 from flow.options import BuildOptions, resolve_plan
 from flow.pipeline import axe_targets, build, ensure_checkpoint
 from flow.reports.compare import pareto_front
@@ -241,7 +242,7 @@ def run_search(base: BuildOptions, cfg: SearchConfig, out_dir: Path, log=default
 
     started = time.monotonic()
     base = search_base(base, cfg)
-    surrogate_model = load_resource_model()
+    surrogate_model = load_resource_model(yosys_family_for_part(resolve_plan(base).board.fpga_part))
     if surrogate_model is None:
         raise FlowError("the search's LUT figure is the P-aware resource model: run `make calibrate` first")
     grid = ParetoGrid(quantizers=(cfg.quantizer,), acc_bits=(cfg.acc_bits_max,), bits=(base.weight_bits,), width=cfg.width,

@@ -45,7 +45,10 @@ from flow.hw.synth import (
     yosys_version,
 )
 
-CALIBRATION_PART = "xc7z020clg400-1"  # 7-series, the family of the default board
+# One part per Yosys family the resource model is fitted for: 7-series (the PYNQ boards) and UltraScale+
+# (ZCU104, KV260, Ultra96, the Alveo cards), whose RTL MVU is built on another DSP slice.
+CALIBRATION_PARTS = {"xc7": "xc7z020clg400-1", "xcup": "xczu7ev-ffvc1156-2-e"}
+CALIBRATION_PART = CALIBRATION_PARTS["xc7"]
 ACC_BITS_GRID = (12, 16, 24, 32)
 
 
@@ -72,16 +75,16 @@ def default_grid(mvau_shapes: int = 14, thresholding_shapes: int = 20, seed: int
     return rng.sample(mvau, mvau_shapes) + rng.sample(thresholding, thresholding_shapes) + list(FIXED_SHAPES)
 
 
-def tools_now() -> dict:
+def tools_now(part: str = CALIBRATION_PART) -> dict:
     """The tool versions and part a calibration synthesizes with."""
-    return {"yosys": yosys_version(), "finn-plus": importlib.metadata.version("finn-plus"), "part": CALIBRATION_PART}
+    return {"yosys": yosys_version(), "finn-plus": importlib.metadata.version("finn-plus"), "part": part}
 
 
-def reusable_measurements(previous: dict | None) -> dict[LayerShape, dict]:
+def reusable_measurements(previous: dict | None, part: str = CALIBRATION_PART) -> dict[LayerShape, dict]:
     """The synthesized figures in a previous model file's data (any format), by point, when they were made
     with the tools there are now (Yosys is deterministic, so the same FINN RTL gives the same figures): a
     refit that changes only the model's form or adds shapes synthesizes only what is new."""
-    if not previous or previous.get("tools") != tools_now():
+    if not previous or previous.get("tools") != tools_now(part):
         return {}
     try:
         return {LayerShape(**{k: v for k, v in m.items() if not k.endswith("_synth")}):
@@ -95,19 +98,20 @@ def shape_of(point: LayerShape) -> LayerShape:
     return replace(point, acc_bits=0)
 
 
-def layer_model(shape: LayerShape, seed: int = 0):
-    """A one-node FINN model of ``shape`` (MVAU: MW = 8 SIMD, MH = 4 PE; thresholds random and sorted)."""
+def layer_model(shape: LayerShape, seed: int = 0, part: str = CALIBRATION_PART):
+    """A one-node FINN model of ``shape`` for ``part`` (MVAU: MW = 8 SIMD, MH = 4 PE; thresholds random and
+    sorted)."""
     rng = np.random.default_rng(seed)
     if shape.op == "mvau":
         top = 2 ** (shape.weight_bits - 1) - 1  # narrow range: what FINN's 7-series RTL MVU takes
         weights = rng.integers(-top, top + 1, size=(8 * shape.simd, 4 * shape.pe))
         return make_mvau_model(weights, f"INT{shape.input_bits}", f"INT{shape.weight_bits}", f"INT{shape.acc_bits}",
-                               pe=shape.pe, simd=shape.simd, fpgapart=CALIBRATION_PART)
+                               pe=shape.pe, simd=shape.simd, fpgapart=part)
     bound = 2 ** (shape.acc_bits - 1) - 1
     thresholds = np.sort(rng.integers(-bound, bound, size=(shape.channels, shape.thresholds)), axis=1)
     out_bits = max(1, int(np.ceil(np.log2(shape.thresholds + 1))))
     return make_thresholding_model(thresholds, f"INT{shape.acc_bits}", output_dtype=f"UINT{out_bits}", pe=shape.pe,
-                                   fpgapart=CALIBRATION_PART)
+                                   fpgapart=part)
 
 
 def synthesize_on_executor(jobs: list[SynthJob], workers: int | None, address: str | None) -> list[dict]:
@@ -134,19 +138,20 @@ def synthesize_on_executor(jobs: list[SynthJob], workers: int | None, address: s
 
 
 def synthesize_grid(points: list[LayerShape], work_dir: Path, cache_dir: Path, workers: int | None = None,
-                    address: str | None = None, on_ray: bool = False) -> list[dict]:
-    """Synthesize every point (FINN code generation, then Yosys): as parallel Yosys processes here, or with
-    ``address`` (a Ray cluster) or ``on_ray`` (a local Ray instance) as executor tasks. Results in point order."""
+                    address: str | None = None, on_ray: bool = False, part: str = CALIBRATION_PART) -> list[dict]:
+    """Synthesize every point for ``part`` (FINN code generation, then Yosys): as parallel Yosys processes here,
+    or with ``address`` (a Ray cluster) or ``on_ray`` (a local Ray instance) as executor tasks. Results in point
+    order."""
     jobs = []
     for index, point in enumerate(points):
-        model = layer_model(point)
+        model = layer_model(point, part=part)
         node = model.graph.node[0]
         expected = "MVAU_rtl" if point.op == "mvau" else "Thresholding_rtl"
         if node.op_type != expected:
             raise FlowError(f"calibration point {point} became {node.op_type}, not {expected}")
-        hdl_dir = generate_layer_hdl(model, node, work_dir / f"point_{index}", fpgapart=CALIBRATION_PART,
+        hdl_dir = generate_layer_hdl(model, node, work_dir / f"point_{index}", fpgapart=part,
                                      with_weight_memory=False)
-        jobs.append(SynthJob(hdl_dir, part_family=yosys_family_for_part(CALIBRATION_PART), cache_dir=cache_dir,
+        jobs.append(SynthJob(hdl_dir, part_family=yosys_family_for_part(part), cache_dir=cache_dir,
                              name=f"{point.op} PE{point.pe} " + (f"SIMD{point.simd}" if point.op == "mvau" else
                                                           f"C{point.channels} N{point.thresholds}")
                              + f" P{point.acc_bits}"))
@@ -209,10 +214,15 @@ def validation_errors(model: ResourceModel, points: list[LayerShape], measured: 
 
 def calibrate(work_dir: Path, cache_dir: Path, held_out_fraction: float = 0.25, seed: int = 0,
               grid: list[LayerShape] | None = None, workers: int | None = None,
-              address: str | None = None, previous: dict | None = None) -> ResourceModel:
-    """Synthesize the grid (here, or on the Ray cluster at ``address``), fit on most shapes, measure the errors
-    on the held-out shapes, return the model. Points a previous model file's data (``previous``) measured with
-    today's tools are not synthesized again (:func:`reusable_measurements`)."""
+              address: str | None = None, previous: dict | None = None, family: str = "xc7") -> ResourceModel:
+    """Synthesize the grid for the Yosys ``family`` (its part in :data:`CALIBRATION_PARTS`; here, or on the Ray
+    cluster at ``address``), fit on most shapes, measure the errors on the held-out shapes, return the model.
+    Points a previous model file's data (``previous``) measured with today's tools are not synthesized again
+    (:func:`reusable_measurements`)."""
+    if family not in CALIBRATION_PARTS:
+        raise FlowError(f"no calibration part for Yosys family {family!r}; valid: {', '.join(CALIBRATION_PARTS)}",
+                        option="family")
+    part = CALIBRATION_PARTS[family]
     grid = list(grid or default_grid(seed=seed))
     rng = random.Random(seed)
     held_out = set()
@@ -223,12 +233,12 @@ def calibrate(work_dir: Path, cache_dir: Path, held_out_fraction: float = 0.25, 
     points = [replace(g, acc_bits=p) for g in grid for p in ACC_BITS_GRID
               if g.op != "mvau" or p > g.weight_bits + g.input_bits]
     log(f"[calibrate] {len(points)} layers ({len(grid)} shapes x P {ACC_BITS_GRID}), {len(held_out)} shapes held out")
-    known = reusable_measurements(previous)
+    known = reusable_measurements(previous, part)
     new = [p for p in points if p not in known]
     if known:
         log(f"[calibrate] {len(points) - len(new)} layers measured by the previous fit with the same tools")
     synthesized = dict(zip(new, synthesize_grid(new, Path(work_dir), Path(cache_dir), workers=workers,
-                                                address=address))) if new else {}
+                                                address=address, part=part))) if new else {}
     measured = [known.get(p) or synthesized[p] for p in points]
     failed = [(p, m["error"].splitlines()[0]) for p, m in zip(points, measured) if "error" in m]
     for point, reason in failed:
@@ -241,9 +251,9 @@ def calibrate(work_dir: Path, cache_dir: Path, held_out_fraction: float = 0.25, 
     fit_points = [p for p, h in zip(points, is_held_out) if not h]
     fit_measured = [m for m, h in zip(measured, is_held_out) if not h]
     model = ResourceModel(
-        family=yosys_family_for_part(CALIBRATION_PART),
+        family=family,
         coefficients=fit_coefficients(fit_points, fit_measured),
-        tools=tools_now(),
+        tools=tools_now(part),
         grid={"acc_bits": list(ACC_BITS_GRID), "features": {op: list(FEATURE_NAMES[op]) for op in OPS}, "forms": FORMS,
               "shapes": [{k: v for k, v in asdict(g).items() if k != "acc_bits"} | {"held_out": g in held_out}
                          for g in grid],

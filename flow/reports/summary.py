@@ -16,7 +16,7 @@ from pathlib import Path
 from flow.artifacts import FinnCheck, FinnOutcome, LayerReport, RtlsimCheck, Sidecar, Summary, write_text_atomic
 from flow.core.config import Board
 from flow.core.log import log
-from flow.core.resource_model import RESOURCE_MODEL_FILE, LayerShape, ResourceModel, bits_of
+from flow.core.resource_model import RESOURCE_MODEL_FILE, LayerShape, ResourceModel, bits_of, resource_model_file
 
 ESTIMATE_NOTE = (
     "FINN analytical estimates. FINN reports 0 resources for FMPadding, Pool, UpsampleNearestNeighbour, "
@@ -81,23 +81,31 @@ def add_model_figures(rows: list[LayerReport], model: ResourceModel | None) -> N
         row.model_basis = "rtl_fit" if row.op_type in ("MVAU_rtl", "Thresholding_rtl") else "rtl_equivalent"
 
 
-def model_totals(rows: list[LayerReport]) -> dict:
+def model_totals(rows: list[LayerReport], model: ResourceModel | None = None) -> dict:
     """Totals by the resource model: modelled layers' figures, FINN's LUT estimate for the other layers
-    (``lut_model``); FFs of the modelled layers only (``ff_model``)."""
+    (``lut_model``); FFs of the modelled layers only (``ff_model``); the Yosys family of the fit
+    (``model_family``)."""
     if not any(row.lut_model is not None for row in rows):
         return {}
-    return {
+    totals = {
         "lut_model": sum((row.lut_model if row.lut_model is not None else row.lut) or 0 for row in rows),
         "ff_model": sum(row.ff_model or 0 for row in rows),
     }
+    if model is not None:
+        totals["model_family"] = model.family
+    return totals
 
 
-def load_resource_model() -> ResourceModel | None:
-    """The calibrated model in build_configs/, or None (with a line saying so) when there is none."""
-    if not RESOURCE_MODEL_FILE.is_file():
+def load_resource_model(family: str = "xc7") -> ResourceModel | None:
+    """The model calibrated for the Yosys ``family`` in build_configs/ (the 7-series fit where the family has
+    none of its own), or None (with a line saying so) when there is none."""
+    path = resource_model_file(family)
+    if not path.is_file():
+        path = RESOURCE_MODEL_FILE
+    if not path.is_file():
         log(f"[report] no resource model at {RESOURCE_MODEL_FILE} (make calibrate writes it): no lut_model figures")
         return None
-    return ResourceModel.read(RESOURCE_MODEL_FILE)
+    return ResourceModel.read(path)
 
 
 def synth_totals(rows: list[LayerReport]) -> dict:
@@ -165,7 +173,7 @@ def make_summary(facts: BuildFacts, sidecar: Sidecar, finn: FinnOutcome, finn_ch
     add_synthesis(rows, synth, rtlsim)
     add_model_figures(rows, resource_model)
     totals = estimate_totals(rows, finn.max_cycles, facts.board.clock_ns)
-    totals.update(model_totals(rows))
+    totals.update(model_totals(rows, resource_model))
     if synth is not None:
         totals.update(synth_totals(rows))
     totals.update(vivado or {})
