@@ -125,9 +125,10 @@ overflow: setup
 	$(PY) -m flow overflow --device $(DEVICE) $(call opt,--data,$(DATA)) $(OVERFLOW_ARGS)
 
 # Fit the P-aware resource model to open synthesis of FINN's RTL over a grid of layer shapes (parallel, cached):
-# build_configs/resource_model.json, with the grid, the tool versions and the errors on held-out shapes.
+# build_configs/resource_model.json (FAMILY=xcup: resource_model_xcup.json for UltraScale+ parts), with the grid,
+# the tool versions and the errors on held-out shapes.
 calibrate: setup
-	$(PY) -m flow calibrate $(call opt,--workers,$(WORKERS)) $(call opt,--ray-address,$(RAY_ADDRESS))
+	$(PY) -m flow calibrate $(call opt,--family,$(FAMILY)) $(call opt,--workers,$(WORKERS)) $(call opt,--ray-address,$(RAY_ADDRESS))
 
 # Every zoo model's default build against its default board (exit 1 if one does not fit): hw_reports/zoo_fit/.
 zoo-fit: setup
