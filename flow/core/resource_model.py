@@ -57,7 +57,7 @@ class LayerShape:
 
 FEATURE_NAMES = {
     "mvau": ("one", "pe_acc", "pe_simd", "pe_simd_operand_bits", "pe_simd_acc", "acc", "pe_acc_narrow",
-             "pe_acc_log_simd"),
+             "pe_acc_log_simd", "pe_simd_weight_bits", "pe"),
     "thresholding": ("one", "ln_acc", "ln_pe", "ln_thresholds", "ln_threshold_bits", "ln_pe_stages_acc",
                      "ln_lut_threshold_bits", "ln_compare_and_lut_memory"),
 }
@@ -65,10 +65,10 @@ FEATURE_NAMES = {
 # coefficients . features, a power law. FINN's RTL MVU is a sum of per-PE parts; its thresholding
 # (a binary-search pipeline of log2(thresholds + 1) stages reading threshold ROMs) is not.
 FORMS = {"mvau": "linear", "thresholding": "log-linear"}
-# the features each figure is fitted on (the others get coefficient 0): chosen by the errors on held-out shapes
+# the features each figure is fitted on (the others get coefficient 0): chosen by the leave-one-shape-out errors
 FIGURE_FEATURES = {
-    "mvau": {"lut": ("one", "pe_acc", "pe_simd_operand_bits", "pe_simd_acc", "pe_acc_narrow", "pe_acc_log_simd"),
-             "ff": ("one", "pe_acc", "pe_simd", "pe_simd_operand_bits", "pe_simd_acc", "acc")},
+    "mvau": {"lut": ("one", "pe_acc", "pe_simd_acc", "pe_acc_narrow", "pe_acc_log_simd", "pe_simd_weight_bits"),
+             "ff": ("one", "pe_acc", "pe_simd_acc", "acc", "pe", "pe_simd_weight_bits")},
     "thresholding": {"lut": ("one", "ln_acc", "ln_compare_and_lut_memory"),
                      "ff": ("one", "ln_acc", "ln_pe", "ln_pe_stages_acc", "ln_lut_threshold_bits")},
 }
@@ -89,7 +89,8 @@ def features(shape: LayerShape) -> list[float]:
         # FINN's RTL MVU packs several products of <= 4-bit operands into one DSP: another datapath around them
         narrow = shape.weight_bits <= 4 and shape.input_bits <= 4
         return [1.0, pe * p, pe * shape.simd, pe * shape.simd * (shape.weight_bits + shape.input_bits),
-                pe * shape.simd * p, p, pe * p * narrow, pe * p * math.log2(2 * shape.simd)]
+                pe * shape.simd * p, p, pe * p * narrow, pe * p * math.log2(2 * shape.simd),
+                pe * shape.simd * shape.weight_bits, pe]
     if shape.op == "thresholding":
         depths = threshold_memory_depths(shape)
         threshold_bits = shape.channels * shape.thresholds * p  # the threshold memory (a ROM)
@@ -146,10 +147,11 @@ class ResourceModel:
 
 
 def validation_table(validation: dict) -> str:
-    """The model's errors against synthesis as a Markdown table (held-out shapes first)."""
+    """The model's errors against synthesis as a Markdown table: held-out shapes, then every shape held out once
+    (leave-one-shape-out cross-validation), then the fitted shapes."""
     lines = ["| set | op | figure | points | median abs error | worst abs error | worst P=32->P ratio error |",
              "|---|---|---|---|---|---|---|"]
-    for subset in ("held_out", "fit"):
+    for subset in ("held_out", "cross_validation", "fit"):
         for op, by_figure in validation.get(subset, {}).items():
             for figure, e in by_figure.items():
                 cells = [e["median_abs_error"], e["worst_abs_error"], e["worst_reduction_ratio_error"]]

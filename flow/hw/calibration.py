@@ -53,8 +53,12 @@ ACC_BITS_GRID = (12, 16, 24, 32)
 
 
 # Shapes every grid has besides the sample: threshold memories across Yosys's LUT/BRAM boundary (one stage,
-# 512-2048 deep) and the PE=32 thresholding of full-width layers at 1000 frames/s.
+# 512-2048 deep), the PE=32 thresholding of full-width layers at 1000 frames/s, and the zoo's single-PE MVAUs
+# with wide SIMD or mixed widths (ESPCN: SIMD=48 at 4 bits, 8-bit weights on 4-bit inputs, an 8-bit first layer).
 FIXED_SHAPES = (
+    LayerShape("mvau", 1, 0, simd=48, weight_bits=4, input_bits=4),
+    LayerShape("mvau", 1, 0, simd=8, weight_bits=8, input_bits=4),
+    LayerShape("mvau", 1, 0, simd=5, weight_bits=8, input_bits=8),
     LayerShape("thresholding", 1, 0, channels=512, thresholds=1),
     LayerShape("thresholding", 1, 0, channels=1024, thresholds=1),
     LayerShape("thresholding", 1, 0, channels=2048, thresholds=1),
@@ -184,23 +188,23 @@ def fit_coefficients(points: list[LayerShape], measured: list[dict]) -> dict:
     return coefficients
 
 
-def validation_errors(model: ResourceModel, points: list[LayerShape], measured: list[dict]) -> dict:
+def validation_errors(predict, points: list[LayerShape], measured: list[dict]) -> dict:
     """Per op and figure: median and worst absolute relative error, and the worst error of the P=32 -> P
-    reduction ratio (model vs synthesis) over the shapes in ``points``."""
+    reduction ratio (``predict(point)`` vs synthesis) over the shapes in ``points``."""
     errors = {}
     for op in OPS:
         pairs = [(p, m) for p, m in zip(points, measured) if p.op == op]
         errors[op] = {}
         for figure in FIGURES:
-            relative = [abs(model.predict(p)[figure] - m[f"{figure}_synth"]) / max(m[f"{figure}_synth"], 1)
+            relative = [abs(predict(p)[figure] - m[f"{figure}_synth"]) / max(m[f"{figure}_synth"], 1)
                         for p, m in pairs]
-            at_32 = {shape_of(p): (model.predict(p)[figure], m[f"{figure}_synth"]) for p, m in pairs if p.acc_bits == 32}
+            at_32 = {shape_of(p): (predict(p)[figure], m[f"{figure}_synth"]) for p, m in pairs if p.acc_bits == 32}
             ratio_errors = []
             for p, m in pairs:
                 wide = at_32.get(shape_of(p))
                 if wide is None or p.acc_bits == 32:
                     continue
-                model_ratio = wide[0] / max(model.predict(p)[figure], 1)
+                model_ratio = wide[0] / max(predict(p)[figure], 1)
                 synth_ratio = wide[1] / max(m[f"{figure}_synth"], 1)
                 ratio_errors.append(abs(model_ratio - synth_ratio) / synth_ratio)
             errors[op][figure] = {
@@ -210,6 +214,16 @@ def validation_errors(model: ResourceModel, points: list[LayerShape], measured: 
                 "worst_reduction_ratio_error": round(max(ratio_errors), 4) if ratio_errors else None,
             }
     return errors
+
+
+def cross_validated_predictions(points: list[LayerShape], measured: list[dict]) -> dict[LayerShape, dict]:
+    """Each point's figures as predicted by a fit on every other shape (leave one shape out, all its P)."""
+    predictions = {}
+    for shape in {shape_of(p) for p in points}:
+        rest = [(p, m) for p, m in zip(points, measured) if shape_of(p) != shape]
+        model = ResourceModel(family="", coefficients=fit_coefficients([p for p, _ in rest], [m for _, m in rest]))
+        predictions.update({p: model.predict(p) for p in points if shape_of(p) == shape})
+    return predictions
 
 
 def calibrate(work_dir: Path, cache_dir: Path, held_out_fraction: float = 0.25, seed: int = 0,
@@ -261,8 +275,11 @@ def calibrate(work_dir: Path, cache_dir: Path, held_out_fraction: float = 0.25, 
                            for p, m in zip(points, measured)]},
     )
     model.validation = {
-        "held_out": validation_errors(model, [p for p, h in zip(points, is_held_out) if h],
+        "held_out": validation_errors(model.predict, [p for p, h in zip(points, is_held_out) if h],
                                       [m for m, h in zip(measured, is_held_out) if h]),
-        "fit": validation_errors(model, fit_points, fit_measured),
+        # every shape held out once: less dependent on which shapes the seed held out
+        "cross_validation": validation_errors(cross_validated_predictions(points, measured).__getitem__, points,
+                                              measured),
+        "fit": validation_errors(model.predict, fit_points, fit_measured),
     }
     return model
