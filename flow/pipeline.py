@@ -393,7 +393,8 @@ def finn_stage(exported: Exported, plan: BuildPlan, steps: list, identity: dict)
     outcome = FinnOutcome(final_model=final_model, report_dir=finn_report_dir,
                           layers=layer_reports(ModelWrapper(str(final_model)), exported.sidecar, finn_report_dir),
                           max_cycles=performance.get("max_cycles"))
-    facts = BuildFacts(build=plan.tag, board=plan.board, acc_mode=plan.acc_mode, folding=plan.folding_name,
+    facts = BuildFacts(build=plan.tag, board=plan.board, acc_mode=plan.acc_mode,
+                       folding=plan.folding.stem if plan.folding else None,
                        target_fps=plan.target_fps, standalone_thresholds=plan.standalone_thresholds,
                        options=opts.as_dict(), identity=identity)
     summary = make_summary(facts, exported.sidecar, outcome, check, synth=synth, rtlsim=rtlsim,
