@@ -217,9 +217,9 @@ class KeepWideningTruncWidth(Transformation):
 # FINN's QONNX conversion writes a quantizer's thresholds (the rounding points s*(m + 1/2)) as float32, and
 # streamlining folds the scales, biases and batch norms ahead of them into those thresholds with float32
 # arithmetic before rounding them up to integers of the accumulator. A pre-activation within about one float32
-# ulp of a rounding point (it happens: one element in ~10^6 is that close) then lands on the wrong side of
-# its integer threshold and the hardware differs from the QONNX model by one output step, which the next
-# layers spread. The flow's classifier streamlining therefore runs on a float64 graph: the thresholds are
+# ulp of a rounding point (one element of the full-width ResNet18's check inputs was) then lands on the wrong
+# side of its integer threshold and the hardware differs from the QONNX model by one output step, which the
+# next layers spread. The flow's classifier streamlining therefore runs on a float64 graph: the thresholds are
 # first recomputed from their quantizer's scale (:class:`ExactQuantThresholds`), every transformation is
 # applied through :class:`InFloat64`, and after the integer thresholds are rounded the graph returns to
 # float32 (:func:`graph_to_float32`); integer thresholds below 2^24 are exact in float32.
