@@ -47,6 +47,7 @@ def test_resnet18_tiny_build(images, tmp_path):
                      {"MVAU": 21, "ElementwiseAdd": 8, "DuplicateStreams": 8, "Pool": 1}, a2q_layers=19)
 
 
+@pytest.mark.slow  # 80 s of CI time; VVAU conversion and accumulators keep fast unit tests (test_transformations)
 def test_mobilenetv1_tiny_build(images, tmp_path):
     summary, sidecar, final, plan = zoo_build("mobilenetv1", tmp_path, acc_bits=P, width=WIDTH, board="pynq-z2",
                                               target_fps=1000)
