@@ -26,11 +26,6 @@ from flow.core.config import CONFIG_DIR
 from flow.core.errors import FlowError
 
 RESOURCE_MODEL_FILE = CONFIG_DIR / "resource_model.json"  # the 7-series fit; other families: resource_model_<family>.json
-
-
-def resource_model_file(family: str) -> Path:
-    """The model file of a Yosys family (``xc7``: :data:`RESOURCE_MODEL_FILE`)."""
-    return RESOURCE_MODEL_FILE if family == "xc7" else CONFIG_DIR / f"resource_model_{family}.json"
 RESOURCE_MODEL_FORMAT = 2
 # Yosys (synth_xilinx) keeps a threshold memory of up to this many bits in LUTs and puts a larger one in block
 # RAM (hw_reports/threshold_memory_probe: 512 x 16 bits in 599 LUTs, 512 x 24 bits in one BRAM18 and 30 LUTs),
@@ -38,6 +33,11 @@ RESOURCE_MODEL_FORMAT = 2
 LUT_MEMORY_MAX_BITS = 8192
 OPS = ("mvau", "thresholding")
 FIGURES = ("lut", "ff")
+
+
+def resource_model_file(family: str) -> Path:
+    """The model file of a Yosys family (``xc7``: :data:`RESOURCE_MODEL_FILE`)."""
+    return RESOURCE_MODEL_FILE if family == "xc7" else CONFIG_DIR / f"resource_model_{family}.json"
 
 
 @dataclass(frozen=True)
