@@ -279,6 +279,10 @@ class LayerReport:
     acc_source: str | None = None
     threshold_datatype: str | None = None
     thresholds: int | None = None  # thresholds per channel (MVAU with activation, Thresholding)
+    # rows of the threshold tensor: the channels, or 1 when all channels share one set (FINN then stores one
+    # set per PE)
+    threshold_rows: int | None = None
+    weight_memory_depth: int | None = None  # words of PE x SIMD weights in the layer (None: weights external)
     # the A2Q layers (by name) whose accumulators this layer's thresholds compare against: their P sets
     # the threshold width (an MVAU with its activation inside: itself; a Thresholding layer: the MVAU/VVAU
     # layers upstream of it, through additions and stream copies)
@@ -294,7 +298,8 @@ class LayerReport:
     carry_synth: int | None = None
     bram18_synth: int | None = None
     dsp_synth: int | None = None
-    lut_model: int | None = None  # the P-aware resource model (flow.core.resource_model): datapath + thresholds
+    # the P-aware resource model (flow.core.resource_model): datapath, thresholds and weight memory
+    lut_model: int | None = None
     ff_model: int | None = None
     model_basis: str | None = None  # "rtl_fit" | "rtl_equivalent" (an HLS layer, figured as its RTL form)
     resource_source: str = "finn_estimate"  # "open_synthesis" | "synthesis_failed" | "finn_estimate"

@@ -9,7 +9,7 @@ import flow.hw.synth as synth
 from flow.artifacts import LayerReport
 from flow.core.errors import FlowError
 from flow.core.resource_model import RESOURCE_MODEL_FILE, LayerShape, ResourceModel
-from flow.hw.calibration import layer_model, synthesize_grid
+from flow.hw.calibration import synthesize_grid
 from flow.reports.summary import add_model_figures, model_totals
 
 MODEL = ResourceModel.read()
@@ -18,6 +18,7 @@ MODEL = ResourceModel.read()
 def mvau_row(op_type, acc_bits, threshold_bits=None):
     return LayerReport(name=f"{op_type}_0", op_type=op_type, mw=288, mh=64, pe=8, simd=16, weight_datatype="INT4",
                        input_bits=4, acc_datatype=f"INT{acc_bits}", lut=1000, bram18=4, dsp=0,
+                       weight_memory_depth=288 * 64 // (8 * 16),
                        threshold_datatype=f"INT{threshold_bits}" if threshold_bits else None,
                        thresholds=15 if threshold_bits else None)
 
@@ -34,6 +35,11 @@ def test_layers_get_figures_that_follow_p_and_say_their_basis():
         ("rtl_equivalent", "rtl_fit", "rtl_fit", None)
     # an HLS MVAU with its thresholds inside is figured as the RTL MVU plus a Thresholding layer of its shape
     assert hls.lut_model == rtl.lut_model + thresholding.lut_model and hls.ff_model == rtl.ff_model + thresholding.ff_model
+    # an MVAU's figure is its datapath and its weight streamer (144 words of 8 x 16 x 4 bits)
+    datapath = MODEL.predict(LayerShape("mvau", 8, 16, simd=16, weight_bits=4, input_bits=4))
+    memory = MODEL.predict(LayerShape("weight_memory", 8, 0, simd=16, weight_bits=4, depth=144))
+    assert (rtl.lut_model, rtl.ff_model) == (datapath["lut"] + memory["lut"], datapath["ff"] + memory["ff"])
+    assert memory["ff"] > 8 * 16 * 4  # at least one register stage on the 512-bit stream
     for narrow, wide in zip(rows[16][:3], rows[32][:3]):
         assert narrow.lut_model < wide.lut_model and narrow.ff_model < wide.ff_model
     totals = model_totals(rows[16])
@@ -53,12 +59,15 @@ def test_a_damaged_model_file_is_one_clear_error(tmp_path):
 
 
 def held_out_points():
-    """The cheapest held-out shape of each op, at P=16 and P=32."""
+    """The cheapest held-out shape of each op: an MVAU and a Thresholding shape at P=16 and P=32, a weight
+    memory (no P)."""
     shapes = [s for s in MODEL.grid["shapes"] if s["held_out"]]
     chosen = []
-    for op in ("mvau", "thresholding"):
-        shape = min((s for s in shapes if s["op"] == op), key=lambda s: s["pe"] * max(s["simd"], s["thresholds"]))
-        chosen += [LayerShape(**{k: v for k, v in shape.items() if k != "held_out"}, acc_bits=p) for p in (16, 32)]
+    for op in ("mvau", "thresholding", "weight_memory"):
+        shape = min((s for s in shapes if s["op"] == op),
+                    key=lambda s: (s["pe"] * max(s["simd"], s["thresholds"]), s.get("depth", 0)))
+        ps = (0,) if op == "weight_memory" else (16, 32)
+        chosen += [LayerShape(**{k: v for k, v in shape.items() if k != "held_out"}, acc_bits=p) for p in ps]
     return chosen
 
 
@@ -66,18 +75,15 @@ def test_the_model_matches_synthesis_on_held_out_shapes(tmp_path):
     """Fresh Yosys runs on shapes the fit never saw reproduce the errors the model file claims for them (its
     worst held-out errors per op and figure), and stay within the 25 % target for each figure."""
     synth.warmup()
-    measured = {}
-    for index, point in enumerate(held_out_points()):
-        model = layer_model(point)
-        hdl = synth.generate_layer_hdl(model, model.graph.node[0], tmp_path / str(index), with_weight_memory=False)
-        measured[point] = synth.synthesize_layer(hdl, part_family="xc7")
+    points = held_out_points()
+    measured = dict(zip(points, synthesize_grid(points, tmp_path / "hdl", tmp_path / "cache", workers=2)))
     claimed = MODEL.validation["held_out"]
     for point, result in measured.items():
         predicted = MODEL.predict(point)
         for figure in ("lut", "ff"):
             error = abs(predicted[figure] - result[f"{figure}_synth"]) / result[f"{figure}_synth"]
             assert error <= min(0.25, claimed[point.op][figure]["worst_abs_error"] + 0.005), (point, figure, error)
-    points = list(measured)
+    points = [p for p in points if p.op != "weight_memory"]
     for narrow, wide in zip(points[0::2], points[1::2]):
         for figure in ("lut", "ff"):
             synth_ratio = measured[wide][f"{figure}_synth"] / measured[narrow][f"{figure}_synth"]
@@ -133,6 +139,11 @@ def test_a_refit_reuses_measurements_only_from_the_same_tools():
     assert same[shape] == {"lut_synth": point["lut_synth"], "ff_synth": point["ff_synth"]}
     assert len(same) == len(data["grid"]["measured"])
     assert reusable_measurements({**data, "tools": {**tools_now(), "yosys": "0.1"}}) == {}
+    # layers of an op that the calibration now builds differently are synthesized again, the others reused
+    older = {**tools_now()["layer_content"], "thresholding": 0}
+    kept = reusable_measurements({**data, "tools": {**tools_now(), "layer_content": older}})
+    assert kept and all(point.op != "thresholding" for point in kept)
+    assert len(kept) == sum(m["op"] != "thresholding" for m in data["grid"]["measured"])
     assert reusable_measurements(None) == {} and reusable_measurements({"tools": tools_now()}) == {}
 
 
@@ -148,3 +159,30 @@ def test_each_family_reads_its_own_fit_or_else_the_7_series_one(tmp_path, monkey
     rows = [mvau_row("MVAU_rtl", 16)]
     add_model_figures(rows, xcup)
     assert model_totals(rows, xcup)["model_family"] == "xcup" and "model_family" not in model_totals(rows)
+
+
+def test_thresholds_shared_by_all_channels_are_one_set_per_pe():
+    """A per-tensor quantizer's thresholds (one row for all channels): FINN's Thresholding_rtl stores one set
+    per PE, so the figure is that of a PE-channel layer, far below a per-channel one of 128 channels."""
+    rows = [LayerReport(name=f"Thresholding_rtl_{rows}", op_type="Thresholding_rtl", mh=128, pe=2, thresholds=15,
+                        threshold_rows=rows, threshold_datatype="INT11") for rows in (1, 128)]
+    add_model_figures(rows, MODEL)
+    shared, per_channel = rows
+    assert shared.lut_model == MODEL.predict(LayerShape("thresholding", 2, 11, channels=2, thresholds=15))["lut"]
+    assert per_channel.lut_model == MODEL.predict(LayerShape("thresholding", 2, 11, channels=128, thresholds=15))["lut"]
+    assert 2 * shared.lut_model < per_channel.lut_model
+
+
+def test_weight_memories_split_between_lutram_and_block_ram_as_yosys_did():
+    """The rule that says which weight memories Yosys builds of distributed RAM reproduces the probe's
+    measurements (hw_reports/weight_memory_probe/probe.json: LUTRAM cells where there is no BRAM18), and only
+    those get the LUTRAM feature."""
+    from pathlib import Path
+
+    from flow.core.resource_model import weight_memory_lutram_luts
+
+    probe = json.loads((Path(__file__).resolve().parent.parent / "hw_reports/weight_memory_probe/probe.json").read_text())
+    assert len(probe) >= 15 and {row["bram18_synth"] > 0 for row in probe} == {True, False}
+    for row in probe:
+        shape = LayerShape("weight_memory", 1, 0, simd=1, weight_bits=row["width"], depth=row["depth"])
+        assert (weight_memory_lutram_luts(shape) > 0) == (row["bram18_synth"] == 0), row

@@ -2,13 +2,16 @@
 
 Where P costs hardware (see the README): an MVAU's accumulators and the adders and registers around them
 (PE x P bits), and a Thresholding layer's threshold memory and comparators ((2^N - 1) thresholds x P bits
-per channel, PE comparators each). The multipliers and the weight memory do not depend on P and are left to
-FINN's estimate (BRAM18, DSP) and to synthesis.
+per channel, PE comparators each). An MVAU's weight memory and its streamer do not depend on P but are most
+of a small layer's flip-flops; they are their own figure (``weight_memory``), so that a layer's total
+compares with the synthesis of the whole layer. Block RAM and DSPs are left to FINN's estimate and to
+synthesis.
 
 Each figure is a combination (:data:`FORMS`) of a few structural features of the layer (below), fitted to
 open synthesis (Yosys ``synth_xilinx``) of FINN's own RTL over a grid of shapes: MVAU_rtl with its weights as
-a stream (the datapath alone), Thresholding_rtl whole. ``make calibrate`` runs the grid and writes the fit,
-the grid, the tool versions and the held-out errors to ``build_configs/resource_model.json``.
+a stream (the datapath alone), FINN's weight streamer (``memstream``) alone, Thresholding_rtl whole.
+``make calibrate`` runs the grid and writes the fit, the grid, the tool versions and the held-out errors to
+``build_configs/resource_model.json``.
 
 Units: LUT sites and flip-flops. A layer that FINN keeps in HLS (thresholds inside the MVAU, 1-bit inputs)
 gets the figure its RTL form would have (MVAU datapath plus a Thresholding layer of the same shape), and
@@ -26,12 +29,19 @@ from flow.core.config import CONFIG_DIR
 from flow.core.errors import FlowError
 
 RESOURCE_MODEL_FILE = CONFIG_DIR / "resource_model.json"  # the 7-series fit; other families: resource_model_<family>.json
-RESOURCE_MODEL_FORMAT = 2
+RESOURCE_MODEL_FORMAT = 3
 # Yosys (synth_xilinx) keeps a threshold memory of up to this many bits in LUTs and puts a larger one in block
 # RAM (hw_reports/threshold_memory_probe: 512 x 16 bits in 599 LUTs, 512 x 24 bits in one BRAM18 and 30 LUTs),
 # so a narrower P can move a memory from BRAM into LUTs.
 LUT_MEMORY_MAX_BITS = 8192
-OPS = ("mvau", "thresholding")
+# Yosys builds FINN's weight memory (memstream, a RAM) of distributed RAM when it is at most this deep and
+# takes at most this many LUTs per BRAM18 it would otherwise fill, else of block RAM: the rule that splits the
+# 17 memories of scripts/probe_weight_memory.py (hw_reports/weight_memory_probe/) as Yosys did
+WEIGHT_LUTRAM_MAX_DEPTH = 256
+WEIGHT_LUTRAM_MAX_LUTS_PER_BRAM18 = 40
+# the streamer's figures: registers and muxes per bit of the stream, LUTRAM for a small memory (64 words per LUT)
+WEIGHT_MEMORY_FEATURES = ("one", "width", "lutram_luts")
+OPS = ("mvau", "thresholding", "weight_memory")
 FIGURES = ("lut", "ff")
 
 
@@ -42,8 +52,9 @@ def resource_model_file(family: str) -> Path:
 
 @dataclass(frozen=True)
 class LayerShape:
-    """What the model reads of a layer. ``op``: "mvau" (datapath: PE rows of SIMD lanes) or "thresholding"
-    (``channels`` channels, ``thresholds`` per channel, each ``acc_bits`` wide, PE channels at a time)."""
+    """What the model reads of a layer. ``op``: "mvau" (datapath: PE rows of SIMD lanes), "thresholding"
+    (``channels`` channels, ``thresholds`` per channel, each ``acc_bits`` wide, PE channels at a time) or
+    "weight_memory" (an MVAU's weight streamer: ``depth`` words of PE x SIMD x ``weight_bits`` bits; no P)."""
 
     op: str
     pe: int
@@ -53,25 +64,37 @@ class LayerShape:
     input_bits: int = 0
     channels: int = 0
     thresholds: int = 0
+    depth: int = 0
 
 
 FEATURE_NAMES = {
-    "mvau": ("one", "pe_acc", "pe_simd", "pe_simd_operand_bits", "pe_simd_acc", "acc", "pe_acc_narrow",
-             "pe_acc_log_simd", "pe_simd_weight_bits", "pe"),
-    "thresholding": ("one", "ln_acc", "ln_pe", "ln_thresholds", "ln_threshold_bits", "ln_pe_stages_acc",
-                     "ln_lut_threshold_bits", "ln_compare_and_lut_memory"),
+    "mvau": ("one", "pe_acc", "pe_simd_acc", "acc", "pe_acc_narrow", "pe_acc_log_simd", "pe_simd_weight_bits", "pe"),
+    "thresholding": ("one", "ln_acc", "ln_pe", "ln_pe_stages_acc", "ln_lut_threshold_bits",
+                     "ln_compare_and_lut_memory"),
+    "weight_memory": WEIGHT_MEMORY_FEATURES,
 }
 # "linear": figure = coefficients . features (non-negative coefficients); "log-linear": ln figure =
 # coefficients . features, a power law. FINN's RTL MVU is a sum of per-PE parts; its thresholding
 # (a binary-search pipeline of log2(thresholds + 1) stages reading threshold ROMs) is not.
-FORMS = {"mvau": "linear", "thresholding": "log-linear"}
+FORMS = {"mvau": "linear", "thresholding": "log-linear", "weight_memory": "linear"}
 # the features each figure is fitted on (the others get coefficient 0): chosen by the leave-one-shape-out errors
 FIGURE_FEATURES = {
     "mvau": {"lut": ("one", "pe_acc", "pe_simd_acc", "pe_acc_narrow", "pe_acc_log_simd", "pe_simd_weight_bits"),
              "ff": ("one", "pe_acc", "pe_simd_acc", "acc", "pe", "pe_simd_weight_bits")},
     "thresholding": {"lut": ("one", "ln_acc", "ln_compare_and_lut_memory"),
                      "ff": ("one", "ln_acc", "ln_pe", "ln_pe_stages_acc", "ln_lut_threshold_bits")},
+    "weight_memory": {"lut": WEIGHT_MEMORY_FEATURES, "ff": ("one", "width")},
 }
+
+
+def weight_memory_lutram_luts(shape: LayerShape) -> int:
+    """LUTs of an MVAU's weight memory (FINN's memstream) built of distributed RAM: 64 words per LUT (32 in the
+    paired RAM32M form at depth <= 32); 0 when Yosys builds it of block RAM."""
+    width = shape.pe * shape.simd * shape.weight_bits
+    luts = width * math.ceil(shape.depth / 64) // (2 if shape.depth <= 32 else 1)
+    bram18 = math.ceil(width / 18) * math.ceil(shape.depth / 1024)
+    in_lutram = shape.depth <= WEIGHT_LUTRAM_MAX_DEPTH and luts <= WEIGHT_LUTRAM_MAX_LUTS_PER_BRAM18 * bram18
+    return luts if in_lutram else 0
 
 
 def threshold_memory_depths(shape: LayerShape) -> list[int]:
@@ -88,19 +111,19 @@ def features(shape: LayerShape) -> list[float]:
     if shape.op == "mvau":
         # FINN's RTL MVU packs several products of <= 4-bit operands into one DSP: another datapath around them
         narrow = shape.weight_bits <= 4 and shape.input_bits <= 4
-        return [1.0, pe * p, pe * shape.simd, pe * shape.simd * (shape.weight_bits + shape.input_bits),
-                pe * shape.simd * p, p, pe * p * narrow, pe * p * math.log2(2 * shape.simd),
+        return [1.0, pe * p, pe * shape.simd * p, p, pe * p * narrow, pe * p * math.log2(2 * shape.simd),
                 pe * shape.simd * shape.weight_bits, pe]
     if shape.op == "thresholding":
         depths = threshold_memory_depths(shape)
-        threshold_bits = shape.channels * shape.thresholds * p  # the threshold memory (a ROM)
         in_luts = sum(depth for depth in depths if depth * p <= LUT_MEMORY_MAX_BITS)
         comparator_bits = pe * len(depths) * p  # one P-bit comparator per stage and PE
         # bits of the memories kept in LUTs (plus one word per PE, so that all-BRAM stays finite); comparators
         # and LUT memory together, a LUT6 holding about 32 bits of a random threshold ROM
-        return [1.0, math.log(p), math.log(pe), math.log(shape.thresholds), math.log(threshold_bits),
-                math.log(comparator_bits), math.log(pe * p * (1 + in_luts)),
+        return [1.0, math.log(p), math.log(pe), math.log(comparator_bits), math.log(pe * p * (1 + in_luts)),
                 math.log(comparator_bits + pe * p * in_luts / 32)]
+    if shape.op == "weight_memory":
+        width = pe * shape.simd * shape.weight_bits
+        return [1.0, width, weight_memory_lutram_luts(shape)]
     raise FlowError(f"no resource model for {shape.op!r}; valid: {', '.join(OPS)}")
 
 

@@ -67,15 +67,19 @@ def layer_reports(model: ModelWrapper, sidecar: Sidecar, finn_report_dir: Path) 
                                   else acc.exact_acc_bits(weights, idt.bitwidth(), idt.signed()))
             row.acc_datatype = _attr(inst, "accDataType")
             row.acc_source = decision.acc_source if decision else None
+            if _attr(inst, "mem_mode") != "external":
+                row.weight_memory_depth = int(inst.calc_wmem())
             if not _attr(inst, "noActivation") and len(node.input) > 2:
                 row.threshold_datatype = model.get_tensor_datatype(node.input[2]).name
                 row.thresholds = int(model.get_initializer(node.input[2]).shape[1])
+                row.threshold_rows = int(model.get_initializer(node.input[2]).shape[0])
                 row.acc_layers = [record.name] if record and record.acc_bits_target is not None else None
         elif node.op_type.startswith("Thresholding"):
             row.threshold_datatype = model.get_tensor_datatype(node.input[1]).name
             row.input_datatype = inst.get_input_datatype(0).name
             row.mh = _attr(inst, "NumChannels")
             row.thresholds = _attr(inst, "numSteps")
+            row.threshold_rows = int(model.get_initializer(node.input[1]).shape[0])
             names = set()
             for producer in accumulating_producers(model, node.input[0]):
                 record = by_fingerprint.get(acc.weight_fingerprint(layer_weights_by_channel(model, producer)))

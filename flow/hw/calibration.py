@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import itertools
+import json
 import os
 import random
 import statistics
@@ -33,6 +34,7 @@ from flow.core.resource_model import (
 )
 from flow.experiments.executor import ADDRESS_ENV, Task, run_tasks
 from flow.hw.synth import (
+    MANIFEST_NAME,
     SynthJob,
     generate_layer_hdl,
     make_mvau_model,
@@ -50,6 +52,9 @@ from flow.hw.synth import (
 CALIBRATION_PARTS = {"xc7": "xc7z020clg400-1", "xcup": "xczu7ev-ffvc1156-2-e"}
 CALIBRATION_PART = CALIBRATION_PARTS["xc7"]
 ACC_BITS_GRID = (12, 16, 24, 32)
+# what :func:`layer_model` builds for a shape of each op (thresholding 2: arithmetic progressions, not random
+# values); a change makes earlier measurements of that op unusable (a file without versions has 1 for each)
+LAYER_CONTENT_VERSIONS = {"mvau": 1, "thresholding": 2, "weight_memory": 1}
 
 
 # Shapes every grid has besides the sample: threshold memories across Yosys's LUT/BRAM boundary (one stage,
@@ -65,36 +70,53 @@ FIXED_SHAPES = (
     LayerShape("thresholding", 32, 0, channels=64, thresholds=15),
     LayerShape("thresholding", 32, 0, channels=256, thresholds=15),
 )
+# FINN's weight streamer (memstream) of an MVAU, by PE, SIMD, weight bits and depth: stream widths of 4-512
+# bits, memories of 512 bits to 48 kbit, across Yosys's LUTRAM/BRAM boundary (WEIGHT_LUTRAM_MAX_BITS)
+WEIGHT_MEMORY_SHAPES = tuple(
+    LayerShape("weight_memory", pe, 0, simd=simd, weight_bits=bits, depth=depth)
+    for pe, simd, bits, depth in ((1, 1, 4, 128), (1, 1, 4, 256), (1, 1, 4, 512), (1, 1, 8, 144), (1, 1, 8, 256),
+                                  (1, 1, 8, 512), (1, 4, 4, 64), (1, 4, 4, 128), (2, 4, 4, 32), (1, 12, 4, 192),
+                                  (1, 12, 4, 1024), (2, 8, 4, 32), (2, 8, 4, 64), (4, 8, 4, 16), (4, 8, 4, 512),
+                                  (4, 16, 4, 64), (8, 16, 4, 256))
+)
 
 
 def default_grid(mvau_shapes: int = 14, thresholding_shapes: int = 20, seed: int = 0) -> list[LayerShape]:
     """A seeded sample of the shapes the zoo's layers have (PE 1-16, SIMD 1-32, 4- and 8-bit operands,
-    1/3/15 thresholds per channel over 16-256 channels) and :data:`FIXED_SHAPES`. Their ``acc_bits`` is 0:
-    each shape is synthesized at every P of :data:`ACC_BITS_GRID`."""
+    1/3/15 thresholds per channel over 16-256 channels), :data:`FIXED_SHAPES` and the weight memories of
+    :data:`WEIGHT_MEMORY_SHAPES`. Their ``acc_bits`` is 0: each MVAU and Thresholding shape is synthesized at
+    every P of :data:`ACC_BITS_GRID`, a weight memory once (it has no P)."""
     rng = random.Random(seed)
     mvau = [LayerShape("mvau", pe, 0, simd, bits, bits)
             for pe, simd, bits in itertools.product((1, 2, 4, 8, 16), (1, 2, 4, 8, 16, 32), (4, 8))]
     thresholding = [LayerShape("thresholding", pe, 0, channels=channels, thresholds=thresholds)
                     for pe, channels, thresholds in itertools.product((1, 2, 4, 8, 16), (16, 64, 256), (1, 3, 15))]
-    return rng.sample(mvau, mvau_shapes) + rng.sample(thresholding, thresholding_shapes) + list(FIXED_SHAPES)
+    return (rng.sample(mvau, mvau_shapes) + rng.sample(thresholding, thresholding_shapes) + list(FIXED_SHAPES)
+            + list(WEIGHT_MEMORY_SHAPES))
 
 
 def tools_now(part: str = CALIBRATION_PART) -> dict:
-    """The tool versions and part a calibration synthesizes with."""
-    return {"yosys": yosys_version(), "finn-plus": importlib.metadata.version("finn-plus"), "part": part}
+    """The tool versions and part a calibration synthesizes with, and the versions of what it synthesizes."""
+    return {"yosys": yosys_version(), "finn-plus": importlib.metadata.version("finn-plus"), "part": part,
+            "layer_content": dict(LAYER_CONTENT_VERSIONS)}
 
 
 def reusable_measurements(previous: dict | None, part: str = CALIBRATION_PART) -> dict[LayerShape, dict]:
     """The synthesized figures in a previous model file's data (any format), by point, when they were made
-    with the tools there are now (Yosys is deterministic, so the same FINN RTL gives the same figures): a
-    refit that changes only the model's form or adds shapes synthesizes only what is new."""
-    if not previous or previous.get("tools") != tools_now(part):
+    with the tools and layer content there are now (Yosys is deterministic, so the same FINN RTL gives the
+    same figures): a refit that changes only the model's form or adds shapes synthesizes only what is new."""
+    now = tools_now(part)
+    tools = (previous or {}).get("tools") or {}
+    if {k: v for k, v in tools.items() if k != "layer_content"} != {k: v for k, v in now.items() if k != "layer_content"}:
         return {}
+    then = tools.get("layer_content") or {}
     try:
-        return {LayerShape(**{k: v for k, v in m.items() if not k.endswith("_synth")}):
-                {f"{f}_synth": int(m[f"{f}_synth"]) for f in FIGURES} for m in previous["grid"]["measured"]}
+        points = {LayerShape(**{k: v for k, v in m.items() if not k.endswith("_synth")}):
+                  {f"{f}_synth": int(m[f"{f}_synth"]) for f in FIGURES} for m in previous["grid"]["measured"]}
     except (KeyError, TypeError, ValueError):
         return {}
+    return {point: figures for point, figures in points.items()
+            if then.get(point.op, 1) == now["layer_content"][point.op]}
 
 
 def shape_of(point: LayerShape) -> LayerShape:
@@ -103,16 +125,27 @@ def shape_of(point: LayerShape) -> LayerShape:
 
 
 def layer_model(shape: LayerShape, seed: int = 0, part: str = CALIBRATION_PART):
-    """A one-node FINN model of ``shape`` for ``part`` (MVAU: MW = 8 SIMD, MH = 4 PE; thresholds random and
-    sorted)."""
+    """A one-node FINN model of ``shape`` for ``part`` (MVAU: MW = 8 SIMD, MH = 4 PE, random weights; a weight
+    memory: an MVAU of ``depth`` words; thresholds: a random arithmetic progression per channel)."""
     rng = np.random.default_rng(seed)
+    if shape.op == "weight_memory":
+        rows = 4 if shape.depth % 4 == 0 else 1  # depth = (MW / SIMD) x (MH / PE)
+        top = 2 ** (shape.weight_bits - 1) - 1
+        weights = rng.integers(-top, top + 1, size=(shape.depth // rows * shape.simd, rows * shape.pe))
+        return make_mvau_model(weights, f"INT{shape.weight_bits}", f"INT{shape.weight_bits}", "INT32", pe=shape.pe,
+                               simd=shape.simd, fpgapart=part)
     if shape.op == "mvau":
         top = 2 ** (shape.weight_bits - 1) - 1  # narrow range: what FINN's 7-series RTL MVU takes
         weights = rng.integers(-top, top + 1, size=(8 * shape.simd, 4 * shape.pe))
         return make_mvau_model(weights, f"INT{shape.input_bits}", f"INT{shape.weight_bits}", f"INT{shape.acc_bits}",
                                pe=shape.pe, simd=shape.simd, fpgapart=part)
-    bound = 2 ** (shape.acc_bits - 1) - 1
-    thresholds = np.sort(rng.integers(-bound, bound, size=(shape.channels, shape.thresholds)), axis=1)
+    # as a uniform quantizer after a folded batch norm has them: per channel an arithmetic progression
+    # (start + k x step) somewhere in the P-bit range, spanning 5-100 % of it
+    low, high = -(2 ** (shape.acc_bits - 1)), 2 ** (shape.acc_bits - 1) - 1
+    span = rng.uniform(0.05, 1.0, size=shape.channels) * (high - low)
+    start = low + rng.uniform(0.0, 1.0, size=shape.channels) * (high - low - span)
+    step = span / max(1, shape.thresholds - 1)
+    thresholds = np.round(start[:, None] + step[:, None] * np.arange(shape.thresholds))
     out_bits = max(1, int(np.ceil(np.log2(shape.thresholds + 1))))
     return make_thresholding_model(thresholds, f"INT{shape.acc_bits}", output_dtype=f"UINT{out_bits}", pe=shape.pe,
                                    fpgapart=part)
@@ -141,6 +174,14 @@ def synthesize_on_executor(jobs: list[SynthJob], workers: int | None, address: s
     return results  # type: ignore[return-value]
 
 
+def point_name(point: LayerShape) -> str:
+    """A calibration point in a progress line."""
+    if point.op == "weight_memory":
+        return f"weight memory {point.pe * point.simd * point.weight_bits} bits x {point.depth}"
+    detail = f"SIMD{point.simd}" if point.op == "mvau" else f"C{point.channels} N{point.thresholds}"
+    return f"{point.op} PE{point.pe} {detail} P{point.acc_bits}"
+
+
 def synthesize_grid(points: list[LayerShape], work_dir: Path, cache_dir: Path, workers: int | None = None,
                     address: str | None = None, on_ray: bool = False, part: str = CALIBRATION_PART) -> list[dict]:
     """Synthesize every point for ``part`` (FINN code generation, then Yosys): as parallel Yosys processes here,
@@ -150,15 +191,16 @@ def synthesize_grid(points: list[LayerShape], work_dir: Path, cache_dir: Path, w
     for index, point in enumerate(points):
         model = layer_model(point, part=part)
         node = model.graph.node[0]
-        expected = "MVAU_rtl" if point.op == "mvau" else "Thresholding_rtl"
+        expected = "Thresholding_rtl" if point.op == "thresholding" else "MVAU_rtl"
         if node.op_type != expected:
             raise FlowError(f"calibration point {point} became {node.op_type}, not {expected}")
+        memory = point.op == "weight_memory"
         hdl_dir = generate_layer_hdl(model, node, work_dir / f"point_{index}", fpgapart=part,
-                                     with_weight_memory=False)
-        jobs.append(SynthJob(hdl_dir, part_family=yosys_family_for_part(part), cache_dir=cache_dir,
-                             name=f"{point.op} PE{point.pe} " + (f"SIMD{point.simd}" if point.op == "mvau" else
-                                                          f"C{point.channels} N{point.thresholds}")
-                             + f" P{point.acc_bits}"))
+                                     with_weight_memory=memory)
+        # a weight memory alone: the top is FINN's streamer wrapper of the layer
+        top = f"{json.loads((hdl_dir / MANIFEST_NAME).read_text())['core_top']}_memstream_wrapper" if memory else None
+        jobs.append(SynthJob(hdl_dir, top_module=top, part_family=yosys_family_for_part(part), cache_dir=cache_dir,
+                             name=point_name(point)))
     if address or on_ray or os.environ.get(ADDRESS_ENV):
         return synthesize_on_executor(jobs, workers, address)
     return synthesize_layers(jobs, workers=workers, log=log, keep_going=True)
@@ -244,8 +286,8 @@ def calibrate(work_dir: Path, cache_dir: Path, held_out_fraction: float = 0.25, 
         shapes = [g for g in grid if g.op == op]
         held_out |= set(rng.sample(shapes, max(1, round(held_out_fraction * len(shapes)))))
     # FINN's RTL MVU refuses an accumulator narrower than one product (mvu.sv elaboration check)
-    points = [replace(g, acc_bits=p) for g in grid for p in ACC_BITS_GRID
-              if g.op != "mvau" or p > g.weight_bits + g.input_bits]
+    points = [replace(g, acc_bits=p) for g in grid if g.op != "weight_memory" for p in ACC_BITS_GRID
+              if g.op != "mvau" or p > g.weight_bits + g.input_bits] + [g for g in grid if g.op == "weight_memory"]
     log(f"[calibrate] {len(points)} layers ({len(grid)} shapes x P {ACC_BITS_GRID}), {len(held_out)} shapes held out")
     known = reusable_measurements(previous, part)
     new = [p for p in points if p not in known]

@@ -59,9 +59,11 @@ def add_synthesis(rows: list[LayerReport], synth: dict | None, rtlsim: dict[str,
 
 
 def add_model_figures(rows: list[LayerReport], model: ResourceModel | None) -> None:
-    """Per MVAU/VVAU and Thresholding layer: ``lut_model``/``ff_model`` from the P-aware resource model and
-    their ``model_basis`` ("rtl_fit": the layer is the RTL the model was fitted to; "rtl_equivalent": an HLS
-    layer, figured as FINN's RTL MVU plus a Thresholding layer of its shape). Other layers get none."""
+    """Per MVAU/VVAU and Thresholding layer: ``lut_model``/``ff_model`` from the P-aware resource model (an
+    MVAU/VVAU: datapath and weight memory, plus its thresholds where they are inside) and their
+    ``model_basis`` ("rtl_fit": the layer is the RTL the model was fitted to; "rtl_equivalent": an HLS layer,
+    figured as FINN's RTL MVU, its weight streamer and a Thresholding layer of its shape). Other layers get
+    none."""
     if model is None:
         return
     for row in rows:
@@ -70,9 +72,14 @@ def add_model_figures(rows: list[LayerReport], model: ResourceModel | None) -> N
         if kind in ("MVAU", "VVAU") and bits_of(row.acc_datatype):
             parts.append(LayerShape("mvau", pe=row.pe or 1, acc_bits=bits_of(row.acc_datatype), simd=row.simd or 1,
                                     weight_bits=bits_of(row.weight_datatype) or 0, input_bits=row.input_bits or 0))
+        if kind in ("MVAU", "VVAU") and parts and row.weight_memory_depth:
+            parts.append(LayerShape("weight_memory", pe=row.pe or 1, acc_bits=0, simd=row.simd or 1,
+                                    weight_bits=bits_of(row.weight_datatype) or 0, depth=row.weight_memory_depth))
         if row.thresholds and bits_of(row.threshold_datatype) and kind in ("MVAU", "VVAU", "Thresholding"):
+            # thresholds shared by all channels: FINN's Thresholding_rtl stores one set per PE
+            channels = (row.pe or 1) if row.threshold_rows == 1 else (row.mh or 1)
             parts.append(LayerShape("thresholding", pe=row.pe or 1, acc_bits=bits_of(row.threshold_datatype),
-                                    channels=row.mh or 1, thresholds=row.thresholds))
+                                    channels=channels, thresholds=row.thresholds))
         if not parts:
             continue
         figures = [model.predict(part) for part in parts]

@@ -1,0 +1,34 @@
+"""Where Yosys puts an MVAU's weight memory (FINN's memstream, synthesized alone like the resource model's
+calibration grid), by stream width and depth: prints and writes a JSON table of LUT / LUTRAM / FF / BRAM18 per
+shape. Memories of up to WEIGHT_LUTRAM_MAX_BITS are distributed RAM (LUTRAM), larger ones block RAM; the
+streamer's registers follow the stream width either way.
+
+    .venv/bin/python scripts/probe_weight_memory.py [out.json]
+"""
+
+import json
+import sys
+from pathlib import Path
+
+from flow.core.config import WORK_ROOT
+from flow.hw.calibration import WEIGHT_MEMORY_SHAPES, synthesize_grid
+
+
+def main() -> int:
+    out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("hw_reports/weight_memory_probe/probe.json")
+    points = sorted(WEIGHT_MEMORY_SHAPES, key=lambda s: (s.depth * s.pe * s.simd * s.weight_bits, s.depth))
+    results = synthesize_grid(points, WORK_ROOT / "probe_weight_memory", WORK_ROOT / "synth_cache", workers=2)
+    rows = [{"width": p.pe * p.simd * p.weight_bits, "depth": p.depth, "memory_bits": p.pe * p.simd * p.weight_bits * p.depth,
+             **{key: result.get(key) for key in ("lut_synth", "lutram_synth", "ff_synth", "bram18_synth")}}
+            for p, result in zip(points, results)]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(rows, indent=2) + "\n")
+    print("| width | depth | bits | LUT | LUTRAM | FF | BRAM18 |\n|---|---|---|---|---|---|---|")
+    for row in rows:
+        print(f"| {row['width']} | {row['depth']} | {row['memory_bits']} | {row['lut_synth']} | {row['lutram_synth']} | "
+              f"{row['ff_synth']} | {row['bram18_synth']} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
