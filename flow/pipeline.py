@@ -37,7 +37,7 @@ from flow.finn.layers import layer_reports, read_finn_report
 from flow.finn.run import FinnRun, run_finn
 from flow.finn.steps import load_step_list
 from flow.finn.transformations import IntegerInputFromQuant, graph_input_scale
-from flow.hw.deploy import write_deployment
+from flow.hw.deploy import bitfiles_in, write_deployment
 from flow.hw.layer_synthesis import rtlsim_check_build, synthesize_build
 from flow.hw.synth import yosys_family_for_part
 from flow.options import BuildOptions, BuildPlan, identity_of, resolve_plan
@@ -400,7 +400,7 @@ def finn_stage(exported: Exported, plan: BuildPlan, steps: list, identity: dict)
     summary = make_summary(facts, exported.sidecar, outcome, check, synth=synth, rtlsim=rtlsim,
                            vivado=vivado_figures(finn_report_dir),
                            resource_model=load_resource_model(yosys_family_for_part(plan.board.fpga_part)))
-    bitfiles = sorted((work_dir / "finn" / "bitfile").glob("*.bit")) + sorted((work_dir / "finn" / "bitfile").glob("*.xclbin"))
+    bitfiles = bitfiles_in(work_dir / "finn" / "bitfile")
     deploy_dir = write_deployment(final_model, graph_inputs, finn_outputs, work_dir / "deploy", plan.board,
                                   bitfile=bitfiles[0] if bitfiles else None)
     log(f"[build] PYNQ deployment folder: {deploy_dir}")

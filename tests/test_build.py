@@ -54,7 +54,10 @@ def test_default_linear_build(roots, default_build):
     report = plan.report_dir
     assert report.name.startswith("linear_P16_a2q_pynq-z2-") and summary["build"] == report.name
     assert json.loads((report / "summary.json").read_text()) == summary.to_dict()
-    assert (report / "summary.md").read_text().startswith("# linear — a2q P=16 on pynq-z2")
+    markdown = (report / "summary.md").read_text()
+    assert markdown.startswith("# linear — a2q P=16 on pynq-z2")
+    # the 1-bit-input MVAU stays HLS: the report says its model figure is that of the RTL form, and what FINN says
+    assert "P-aware resource model" in markdown and "1 of them are HLS layers in this build" in markdown
     assert (report / "finn_reports" / "estimate_layer_resources.json").is_file()
     assert summary["export_check"]["max_abs_diff"] < 1e-5 and summary["export_check"]["l1_bound_ok"]
     # the FINN graph's integer logits equal the QONNX logits / output step, every one of them
@@ -72,6 +75,8 @@ def test_default_linear_build(roots, default_build):
     (thresholds,) = layers_of(summary, "Thresholding")
     # standalone thresholds read the accumulator; their values are clipped into its range
     assert thresholds["input_datatype"] == mvau["acc_datatype"]
+    assert mvau["weight_memory_depth"] == 784 * 10 // (mvau["pe"] * mvau["simd"])
+    assert thresholds["threshold_rows"] in (1, thresholds["mh"])
     assert int(thresholds["threshold_datatype"].replace("INT", "")) <= mvau["acc_bits_exact"] + 1
     assert thresholds["op_type"] == "Thresholding_rtl" and thresholds["resource_source"] == "open_synthesis"
     assert thresholds["lut_synth"] > 0 and thresholds["ff_synth"] > 0
@@ -268,6 +273,9 @@ def test_deployment_folder_validates_against_the_torch_model(roots, default_buil
     spec = importlib.util.spec_from_file_location("validate", deploy / "validate.py")
     validate = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(validate)
+    from flow.hw.deploy import BITFILE_PATTERNS
+
+    assert validate.BITFILE_PATTERNS == BITFILE_PATTERNS  # the script looks for the bitfiles the flow copies
     table = dict(zip(map(bytes, inputs.astype(np.uint8)), expected))
     assert validate.count_mismatches(lambda x: table[bytes(x[0].astype(np.uint8))], inputs, expected) == 0
     wrong = expected.copy()

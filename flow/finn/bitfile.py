@@ -13,7 +13,7 @@ from finn.builder.build_dataflow_config import DataflowOutputType, ShellFlowType
 
 from flow.core.config import Board
 from flow.core.errors import FlowError
-from flow.finn.env import missing_xilinx_tools
+from flow.finn.env import TOOL_SETUP, TOOLS_FOR_SHELL, missing_xilinx_tools
 
 # FINN's own default steps after the estimate reports, in FINN's order.
 BITFILE_TAIL_STEPS = [
@@ -50,12 +50,13 @@ def require_tools_for(outputs: str, produced: list[Path], shell_flow: str = "viv
     missing = missing_xilinx_tools(shell_flow)
     if outputs == "bitfile" and missing:
         listing = "\n  ".join(str(p) for p in produced)
+        products, commands, variables = zip(*(TOOL_SETUP[tool] for tool in TOOLS_FOR_SHELL[shell_flow]))
         raise FlowError(
             f"outputs 'bitfile' need the Xilinx tools, and this machine lacks: {', '.join(missing)} "
-            "(source the settings64.sh of Vivado, Vitis HLS" + (" and Vitis" if "vitis" in missing else "")
-            + " so that `vivado`, `vitis_hls`" + (", `v++`" if "vitis" in missing else "")
-            + " are on PATH and XILINX_VIVADO/XILINX_HLS" + ("/XILINX_VITIS" if "vitis" in missing else "")
-            + " are set). The build stopped after the estimate steps; it produced:\n  " + listing
+            f"(source the settings64.sh of {', '.join(products)} so that "
+            + ", ".join(f"`{command}`" for command in commands)
+            + f" are on PATH and {'/'.join(variables)} are set). The build stopped after the estimate steps; it "
+            "produced:\n  " + listing
         )
 
 

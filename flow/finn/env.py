@@ -34,6 +34,10 @@ def xilinx_tools() -> dict[str, str | None]:
 
 # The tools a bitfile build needs, per FINN shell: Vitis (v++) links the kernel of an Alveo card.
 TOOLS_FOR_SHELL = {"vivado_zynq": ("vivado", "vitis_hls"), "vitis_alveo": ("vivado", "vitis_hls", "vitis")}
+# How a person makes each tool visible: the product whose settings64.sh to source, the command that must be on
+# PATH, the variable that must be set.
+TOOL_SETUP = {"vivado": ("Vivado", "vivado", "XILINX_VIVADO"), "vitis_hls": ("Vitis HLS", "vitis_hls", "XILINX_HLS"),
+              "vitis": ("Vitis", "v++", "XILINX_VITIS")}
 
 
 def missing_xilinx_tools(shell_flow: str = "vivado_zynq") -> list[str]:

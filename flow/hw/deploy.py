@@ -20,12 +20,23 @@ from qonnx.custom_op.registry import getCustomOp
 
 from flow.core.config import Board
 
+# a Zynq bitstream, or the container of an Alveo card's (Vitis)
+BITFILE_PATTERNS = ("*.bit", "*.xclbin")
+
+
+def bitfiles_in(folder: Path) -> list[Path]:
+    """The bitfiles in ``folder``, Zynq bitstreams first."""
+    return [path for pattern in BITFILE_PATTERNS for path in sorted(Path(folder).glob(pattern))]
+
+
 VALIDATE_SCRIPT = '''"""On-board check: run the accelerator on validation/input.npy and compare with expected_output.npy."""
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
+
+BITFILE_PATTERNS = @BITFILE_PATTERNS@
 
 
 def count_mismatches(execute, inputs, expected) -> int:
@@ -42,7 +53,7 @@ def main() -> int:
 
     here = Path(__file__).resolve().parent
     settings = json.loads((here / "driver" / "settings.json").read_text())["driver_information"]
-    bitfiles = sorted((here / "bitfile").glob("*.bit")) + sorted((here / "bitfile").glob("*.xclbin"))
+    bitfiles = [path for pattern in BITFILE_PATTERNS for path in sorted((here / "bitfile").glob(pattern))]
     if not bitfiles:
         print("no bitfile in " + str(here / "bitfile") + ": build with the bitfile outputs (make build OUTPUTS=bitfile) first")
         return 1
@@ -124,7 +135,7 @@ def write_deployment(final_model_path: Path, graph_inputs: np.ndarray, finn_outp
     outputs = np.stack([np.asarray(y).reshape(shapes["oshape_normal"][0]) for y in finn_outputs])
     np.save(deploy_dir / "validation" / "input.npy", inputs)
     np.save(deploy_dir / "validation" / "expected_output.npy", outputs)
-    (deploy_dir / "validate.py").write_text(VALIDATE_SCRIPT)
+    (deploy_dir / "validate.py").write_text(VALIDATE_SCRIPT.replace("@BITFILE_PATTERNS@", repr(BITFILE_PATTERNS)))
     if bitfile is not None and Path(bitfile).is_file():
         shutil.copy(bitfile, deploy_dir / "bitfile" / Path(bitfile).name)
     where = ("On the host of the Alveo card (XRT and PYNQ installed, the card flashed with the shell of "

@@ -264,6 +264,8 @@ def render_markdown(summary: Summary) -> str:
     columns = ["name", "op_type", "layer", "mw", "mh", "pe", "simd", "weight_bits", "input_bits", "acc_bits_target",
                "acc_bits_datatype_bound", "acc_bits_exact", "acc_datatype", "threshold_datatype", "lut", "bram18", "dsp",
                "cycles"]
+    if s.totals.get("lut_model") is not None:
+        columns += ["lut_model", "ff_model", "model_basis"]
     if s.totals.get("lut_synth") is not None:
         columns += ["lut_synth", "ff_synth", "carry_synth", "bram18_synth", "dsp_synth", "resource_source"]
     lines.append("| " + " | ".join(columns) + " |")
@@ -281,6 +283,15 @@ def render_markdown(summary: Summary) -> str:
         f"DSP {_fmt(t['dsp'])}; slowest layer {_fmt(t['max_cycles'])} cycles -> "
         f"{_fmt(t['fps_at_clock'])} frames/s at {s.clock_ns} ns.",
     ]
+    if t.get("lut_model") is not None:
+        lines += ["", f"**P-aware resource model (Yosys fit for {t.get('model_family', '-')}):** LUT {_fmt(t['lut_model'])} "
+                  f"(modelled layers, FINN's estimate for the others), FF {_fmt(t['ff_model'])} (modelled layers)."]
+        equivalent = [row for row in s.layers if row.model_basis == "rtl_equivalent"]
+        if equivalent:
+            lines[-1] += (f" {len(equivalent)} of them are HLS layers in this build, figured as FINN's RTL MVU, weight "
+                          f"streamer and thresholds of the same shape (`model_basis: rtl_equivalent`): "
+                          f"{_fmt(sum(row.lut_model for row in equivalent))} LUT, where FINN estimates their HLS form at "
+                          f"{_fmt(round(sum(row.lut or 0 for row in equivalent)))} LUT.")
     if t.get("lut_synth") is not None:
         lines += [
             "",
