@@ -1,7 +1,8 @@
-"""Where Yosys puts an MVAU's weight memory (FINN's memstream, synthesized alone like the resource model's
-calibration grid), by stream width and depth: prints and writes a JSON table of LUT / LUTRAM / FF / BRAM18 per
-shape. Memories of up to WEIGHT_LUTRAM_MAX_BITS are distributed RAM (LUTRAM), larger ones block RAM; the
-streamer's registers follow the stream width either way.
+"""Where Yosys puts an MVAU's weight memory (FINN's memstream, its wrapper synthesized alone), by stream width
+and depth: prints and writes a JSON table of LUT / LUTRAM / FF / BRAM18 per shape. Yosys builds a shallow
+memory that would fill few BRAM18s of distributed RAM (LUTRAM), the others of block RAM (the rule:
+flow.core.resource_model.weight_memory_lutram_luts); the streamer's registers follow the stream width either
+way.
 
     .venv/bin/python scripts/probe_weight_memory.py [out.json]
 """
@@ -17,7 +18,8 @@ from flow.hw.calibration import WEIGHT_MEMORY_SHAPES, synthesize_grid
 def main() -> int:
     out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("hw_reports/weight_memory_probe/probe.json")
     points = sorted(WEIGHT_MEMORY_SHAPES, key=lambda s: (s.depth * s.pe * s.simd * s.weight_bits, s.depth))
-    results = synthesize_grid(points, WORK_ROOT / "probe_weight_memory", WORK_ROOT / "synth_cache", workers=2)
+    results = synthesize_grid(points, WORK_ROOT / "probe_weight_memory", WORK_ROOT / "synth_cache", workers=2,
+                              weight_memory_in_context=False)
     rows = [{"width": p.pe * p.simd * p.weight_bits, "depth": p.depth, "memory_bits": p.pe * p.simd * p.weight_bits * p.depth,
              **{key: result.get(key) for key in ("lut_synth", "lutram_synth", "ff_synth", "bram18_synth")}}
             for p, result in zip(points, results)]

@@ -35,6 +35,7 @@ from flow.core.resource_model import (
 from flow.experiments.executor import ADDRESS_ENV, Task, run_tasks
 from flow.hw.synth import (
     MANIFEST_NAME,
+    RESOURCE_FIELDS,
     SynthJob,
     generate_layer_hdl,
     make_mvau_model,
@@ -52,9 +53,10 @@ from flow.hw.synth import (
 CALIBRATION_PARTS = {"xc7": "xc7z020clg400-1", "xcup": "xczu7ev-ffvc1156-2-e"}
 CALIBRATION_PART = CALIBRATION_PARTS["xc7"]
 ACC_BITS_GRID = (12, 16, 24, 32)
-# what :func:`layer_model` builds for a shape of each op (thresholding 2: arithmetic progressions, not random
-# values); a change makes earlier measurements of that op unusable (a file without versions has 1 for each)
-LAYER_CONTENT_VERSIONS = {"mvau": 1, "thresholding": 2, "weight_memory": 1}
+# what the calibration measures for a shape of each op (thresholding 2: thresholds as arithmetic progressions,
+# not random values; weight_memory 2: in context, not the streamer alone); a change makes earlier
+# measurements of that op unusable (a file without versions has 1 for each)
+LAYER_CONTENT_VERSIONS = {"mvau": 1, "thresholding": 2, "weight_memory": 2}
 
 
 # Shapes every grid has besides the sample: threshold memories across Yosys's LUT/BRAM boundary (one stage,
@@ -71,7 +73,7 @@ FIXED_SHAPES = (
     LayerShape("thresholding", 32, 0, channels=256, thresholds=15),
 )
 # FINN's weight streamer (memstream) of an MVAU, by PE, SIMD, weight bits and depth: stream widths of 4-512
-# bits, memories of 512 bits to 48 kbit, across Yosys's LUTRAM/BRAM boundary (WEIGHT_LUTRAM_MAX_BITS)
+# bits, memories of 512 bits to 128 kbit, on both sides of the rule that splits LUTRAM and BRAM
 WEIGHT_MEMORY_SHAPES = tuple(
     LayerShape("weight_memory", pe, 0, simd=simd, weight_bits=bits, depth=depth)
     for pe, simd, bits, depth in ((1, 1, 4, 128), (1, 1, 4, 256), (1, 1, 4, 512), (1, 1, 8, 144), (1, 1, 8, 256),
@@ -183,27 +185,50 @@ def point_name(point: LayerShape) -> str:
 
 
 def synthesize_grid(points: list[LayerShape], work_dir: Path, cache_dir: Path, workers: int | None = None,
-                    address: str | None = None, on_ray: bool = False, part: str = CALIBRATION_PART) -> list[dict]:
+                    address: str | None = None, on_ray: bool = False, part: str = CALIBRATION_PART,
+                    weight_memory_in_context: bool = True) -> list[dict]:
     """Synthesize every point for ``part`` (FINN code generation, then Yosys): as parallel Yosys processes here,
     or with ``address`` (a Ray cluster) or ``on_ray`` (a local Ray instance) as executor tasks. Results in point
-    order."""
-    jobs = []
+    order. A weight memory is measured in context, as what it adds to its layer (the layer with its streamer
+    less the same layer's datapath: Yosys merges part of the streamer's registers and muxes into the layer), or
+    with ``weight_memory_in_context=False`` as FINN's streamer wrapper alone."""
+    jobs, spans = [], []
     for index, point in enumerate(points):
         model = layer_model(point, part=part)
         node = model.graph.node[0]
         expected = "Thresholding_rtl" if point.op == "thresholding" else "MVAU_rtl"
         if node.op_type != expected:
             raise FlowError(f"calibration point {point} became {node.op_type}, not {expected}")
-        memory = point.op == "weight_memory"
-        hdl_dir = generate_layer_hdl(model, node, work_dir / f"point_{index}", fpgapart=part,
-                                     with_weight_memory=memory)
-        # a weight memory alone: the top is FINN's streamer wrapper of the layer
-        top = f"{json.loads((hdl_dir / MANIFEST_NAME).read_text())['core_top']}_memstream_wrapper" if memory else None
-        jobs.append(SynthJob(hdl_dir, top_module=top, part_family=yosys_family_for_part(part), cache_dir=cache_dir,
-                             name=point_name(point)))
+        family, name = yosys_family_for_part(part), point_name(point)
+        if point.op != "weight_memory":
+            hdl_dir = generate_layer_hdl(model, node, work_dir / f"point_{index}", fpgapart=part,
+                                         with_weight_memory=False)
+            jobs.append(SynthJob(hdl_dir, part_family=family, cache_dir=cache_dir, name=name))
+        elif weight_memory_in_context:
+            for suffix, memory in (("layer", True), ("datapath", False)):
+                hdl_dir = generate_layer_hdl(model, node, work_dir / f"point_{index}_{suffix}", fpgapart=part,
+                                             with_weight_memory=memory)
+                jobs.append(SynthJob(hdl_dir, part_family=family, cache_dir=cache_dir, name=f"{name} ({suffix})"))
+        else:
+            hdl_dir = generate_layer_hdl(model, node, work_dir / f"point_{index}", fpgapart=part)
+            top = f"{json.loads((hdl_dir / MANIFEST_NAME).read_text())['core_top']}_memstream_wrapper"
+            jobs.append(SynthJob(hdl_dir, top_module=top, part_family=family, cache_dir=cache_dir, name=name))
+        spans.append(len(jobs))
     if address or on_ray or os.environ.get(ADDRESS_ENV):
-        return synthesize_on_executor(jobs, workers, address)
-    return synthesize_layers(jobs, workers=workers, log=log, keep_going=True)
+        results = synthesize_on_executor(jobs, workers, address)
+    else:
+        results = synthesize_layers(jobs, workers=workers, log=log, keep_going=True)
+    by_point, start = [], 0
+    for end in spans:
+        parts = results[start:end]
+        failed = next((part for part in parts if "error" in part), None)
+        if failed or len(parts) == 1:
+            by_point.append(failed or parts[0])
+        else:  # the layer with its streamer less its datapath
+            layer, datapath = parts
+            by_point.append({key: layer[key] - datapath[key] for key in RESOURCE_FIELDS})
+        start = end
+    return by_point
 
 
 def fit_coefficients(points: list[LayerShape], measured: list[dict]) -> dict:
