@@ -7,13 +7,12 @@ across that boundary.
     .venv/bin/python scripts/probe_threshold_memory.py [out.json]
 """
 
-import json
 import sys
 from pathlib import Path
 
 from flow.core.config import WORK_ROOT
 from flow.core.resource_model import LayerShape
-from flow.hw.calibration import synthesize_grid
+from flow.hw.calibration import synthesize_grid, write_probe
 
 DEPTHS = (64, 128, 256, 512, 1024, 2048)
 ACC_BITS = (12, 16, 24, 32)
@@ -26,12 +25,7 @@ def main() -> int:
     rows = [{"depth": point.channels, "acc_bits": point.acc_bits, "memory_bits": point.channels * point.acc_bits,
              **{key: result.get(key) for key in ("lut_synth", "ff_synth", "lutram_synth", "bram18_synth")}}
             for point, result in zip(points, results)]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(rows, indent=2) + "\n")
-    print("| depth | P | bits | LUT | FF | BRAM18 |\n|---|---|---|---|---|---|")
-    for row in rows:
-        print(f"| {row['depth']} | {row['acc_bits']} | {row['memory_bits']} | {row['lut_synth']} | {row['ff_synth']} | "
-              f"{row['bram18_synth']} |")
+    print(write_probe(rows, out))
     return 0
 
 

@@ -7,12 +7,11 @@ way.
     .venv/bin/python scripts/probe_weight_memory.py [out.json]
 """
 
-import json
 import sys
 from pathlib import Path
 
 from flow.core.config import WORK_ROOT
-from flow.hw.calibration import WEIGHT_MEMORY_SHAPES, synthesize_grid
+from flow.hw.calibration import WEIGHT_MEMORY_SHAPES, synthesize_grid, write_probe
 
 
 def main() -> int:
@@ -23,12 +22,7 @@ def main() -> int:
     rows = [{"width": p.pe * p.simd * p.weight_bits, "depth": p.depth, "memory_bits": p.pe * p.simd * p.weight_bits * p.depth,
              **{key: result.get(key) for key in ("lut_synth", "lutram_synth", "ff_synth", "bram18_synth")}}
             for p, result in zip(points, results)]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(rows, indent=2) + "\n")
-    print("| width | depth | bits | LUT | LUTRAM | FF | BRAM18 |\n|---|---|---|---|---|---|---|")
-    for row in rows:
-        print(f"| {row['width']} | {row['depth']} | {row['memory_bits']} | {row['lut_synth']} | {row['lutram_synth']} | "
-              f"{row['ff_synth']} | {row['bram18_synth']} |")
+    print(write_probe(rows, out))
     return 0
 
 

@@ -231,6 +231,18 @@ def synthesize_grid(points: list[LayerShape], work_dir: Path, cache_dir: Path, w
     return by_point
 
 
+def write_probe(rows: list[dict], out: Path) -> str:
+    """Write a probe's rows (one dict per synthesized shape) to ``out`` as JSON; return them as a Markdown
+    table (columns: the first row's keys)."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(rows, indent=2) + "\n")
+    columns = list(rows[0]) if rows else []
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(str(row.get(column)) for column in columns) + " |" for row in rows]
+    return "\n".join(lines)
+
+
 def fit_coefficients(points: list[LayerShape], measured: list[dict]) -> dict:
     """Per op and figure: non-negative least squares on relative error (every point weighs the same) for a
     linear op, least squares on the logarithms for a log-linear one (:data:`FORMS`)."""
