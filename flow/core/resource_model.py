@@ -9,13 +9,14 @@ synthesis.
 
 Each figure is a combination (:data:`FORMS`) of a few structural features of the layer (below), fitted to
 open synthesis (Yosys ``synth_xilinx``) of FINN's own RTL over a grid of shapes: MVAU_rtl with its weights as
-a stream (the datapath alone), FINN's weight streamer (``memstream``) alone, Thresholding_rtl whole.
+a stream (the datapath alone), FINN's weight streamer (``memstream``) as what it adds to its layer (the layer
+with the streamer less its datapath), Thresholding_rtl whole.
 ``make calibrate`` runs the grid and writes the fit, the grid, the tool versions and the held-out errors to
 ``build_configs/resource_model.json``.
 
 Units: LUT sites and flip-flops. A layer that FINN keeps in HLS (thresholds inside the MVAU, 1-bit inputs)
-gets the figure its RTL form would have (MVAU datapath plus a Thresholding layer of the same shape), and
-says so in ``model_basis``.
+gets the figure its RTL form would have (MVAU datapath and weight streamer plus a Thresholding layer of the
+same shape), and says so in ``model_basis``.
 """
 
 from __future__ import annotations
